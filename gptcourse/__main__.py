@@ -1,0 +1,3 @@
+from gptcourse.cli import main
+
+raise SystemExit(main())

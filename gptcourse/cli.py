@@ -1,0 +1,103 @@
+"""The `gptcourse` command.
+
+  gptcourse build-lessons [--check] [--run-solutions]   solutions/ → lessons/
+  gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
+
+Exit codes: 0 success; 1 something to fix (a failed check, a stale lesson); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gptcourse.exercises.result import FAILED, NOT_ATTEMPTED, PASSED
+
+_STATUS_WORDS = {PASSED: "passed", FAILED: "failed", NOT_ATTEMPTED: "not attempted"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gptcourse", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build-lessons", help="write lessons/ from solutions/")
+    build.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if lessons/ is not what solutions/ generates")
+    build.add_argument("--run-solutions", action="store_true",
+                       help="first re-run every solution notebook, refreshing its outputs")
+    build.add_argument("--solutions", type=Path, default=Path("solutions"))
+    build.add_argument("--lessons", type=Path, default=Path("lessons"))
+
+    check = commands.add_parser("check", help="run a notebook and print its check verdicts")
+    check.add_argument("notebook", type=Path)
+    check.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build-lessons":
+            return _build_lessons(args)
+        return _check(args)
+    except ValueError as exc:  # bad input: say what, exit 2, write nothing
+        print(f"gptcourse {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _build_lessons(args) -> int:
+    from gptcourse.authoring import build_lessons, notebook_text, read_notebook, write_atomically
+    from gptcourse.execution import execute
+
+    if not args.solutions.is_dir():
+        raise ValueError(f"no folder {args.solutions}/ here; run this in the course's top "
+                         f"folder, or pass --solutions")
+    if args.run_solutions:
+        for path in sorted(args.solutions.glob("*.ipynb")):
+            print(f"running {path} ...", file=sys.stderr, flush=True)
+            run = execute(read_notebook(path), path.parent, allow_errors=False)
+            write_atomically(path, notebook_text(run.notebook))
+            print(f"  {run.seconds:.1f} s", file=sys.stderr)
+    build = build_lessons(args.solutions, args.lessons, check=args.check)
+    for orphan in build.orphans:
+        print(f"{orphan}: no solutions/{orphan.name} generates it (delete it, or add the "
+              f"solution)", file=sys.stderr)
+    if args.check:
+        for path in build.changed:
+            print(f"{path} is out of date with solutions/; run: gptcourse build-lessons",
+                  file=sys.stderr)
+        return 1 if build.changed or build.orphans else 0
+    for path in build.changed:
+        print(f"wrote {path}")
+    return 1 if build.orphans else 0
+
+
+def _check(args) -> int:
+    from gptcourse.authoring import read_notebook
+    from gptcourse.course import lesson_of_notebook
+    from gptcourse.execution import execute
+    from gptcourse.exercises import registry
+
+    nb = read_notebook(args.notebook)
+    print(f"running {args.notebook} ...", file=sys.stderr, flush=True)
+    run = execute(nb, args.notebook.resolve().parent, timeout=args.timeout)
+    results = dict(run.results)
+    lesson = lesson_of_notebook(args.notebook.name)
+    never_checked = [e for e in registry.of_lesson(lesson.name) if e.id not in results] \
+        if lesson else []
+
+    rows = [(r.exercise, _STATUS_WORDS[r.status], f"{r.score}/{r.points}")
+            for r in results.values()]
+    rows += [(e.id, "never checked", f"0/{e.points}") for e in never_checked]
+    score = sum(r.score for r in results.values())
+    total = sum(r.points for r in results.values()) + sum(e.points for e in never_checked)
+    width = max([len("exercise")] + [len(row[0]) for row in rows])
+    print(f"{args.notebook}: ran in {run.seconds:.1f} s")
+    print(f"{'exercise':<{width}}  {'status':<14} points")
+    for exercise, status, points in rows:
+        print(f"{exercise:<{width}}  {status:<14} {points}")
+    print(f"{'total':<{width}}  {'':<14} {score}/{total}")
+    failed = [r for r in results.values() if r.status == FAILED]
+    for result in failed:
+        print(f"\n{result}")
+    for error in run.errors:
+        print(f"\n{args.notebook}: {error}")
+    return 1 if failed or run.errors else 0

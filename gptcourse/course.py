@@ -1,0 +1,38 @@
+"""The course's lessons, in order. A lesson's name is its notebook's topic
+(`solutions/NN_name.ipynb`), its reference module's name and its exercises' id prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Lesson:
+    number: str
+    name: str
+    title: str
+
+    @property
+    def notebook(self) -> str:
+        return f"{self.number}_{self.name}.ipynb"
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("00", "welcome", "Welcome: what G, P and T stand for"),
+)
+
+
+def lesson_named(name: str) -> Lesson:
+    for lesson in LESSONS:
+        if lesson.name == name:
+            return lesson
+    raise KeyError(f"no lesson named {name!r}; the lessons are "
+                   f"{', '.join(lesson.name for lesson in LESSONS)}")
+
+
+def lesson_of_notebook(filename: str) -> Lesson | None:
+    """The lesson a notebook file belongs to, from its name `NN_name.ipynb`, if any."""
+    for lesson in LESSONS:
+        if filename == lesson.notebook:
+            return lesson
+    return None
