@@ -148,7 +148,12 @@ class Exercise:
 
     @property
     def signature(self) -> str:
-        return f"{self.name}{inspect.signature(self.reference)}"
+        """The call as the learner writes it, without type annotations: `softmax(x, axis=-1)`."""
+        sig = inspect.signature(self.reference)
+        plain = sig.replace(parameters=[p.replace(annotation=inspect.Parameter.empty)
+                                        for p in sig.parameters.values()],
+                            return_annotation=inspect.Signature.empty)
+        return f"{self.name}{plain}"
 
     def cases(self, seed: int = 0) -> list[Case]:
         return self.make_cases(seed)

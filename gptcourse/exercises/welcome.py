@@ -67,6 +67,8 @@ def _float64(x, temperature=1.0, axis=-1):
     return welcome.softmax(np.asarray(x, dtype=np.float64), temperature, axis)
 
 
+# Tried in order on the first failing case; the first one recognised gives the hint, so exact
+# predictions of a wrong output come before looser symptoms that several mistakes share.
 MISTAKES = (
     Mistake("exp of a large score overflows to inf, and inf / inf is nan. Subtract the largest "
             "score first: softmax(x) equals softmax(x - max(x)), and then exp never sees a "
@@ -77,6 +79,9 @@ MISTAKES = (
                                                                        1.0, axis)),
     Mistake("Your result ignores `temperature`: divide the scores by it before the exp.",
             wrong=lambda x, temperature=1.0, axis=-1: welcome.softmax(x, 1.0, axis)),
+    Mistake("You divided by the sum of the whole array. Sum along `axis` only (with "
+            "keepdims=True), so that each slice along that axis adds up to 1.",
+            wrong=_whole_array),
     Mistake("These are the exponentials, not yet probabilities: divide them by their sum along "
             "`axis` so that they add up to 1.", symptom=_not_normalised),
     Mistake("This looks like log-softmax (log-probabilities, all ≤ 0). Softmax returns the "
@@ -86,9 +91,6 @@ MISTAKES = (
     Mistake("You normalised along a different axis than `axis`. Take the max and the sum with "
             "axis=axis, keepdims=True, so that each slice along `axis` adds up to 1.",
             wrong=_other_axis),
-    Mistake("You divided by the sum of the whole array. Sum along `axis` only (with "
-            "keepdims=True), so that each slice along that axis adds up to 1.",
-            wrong=_whole_array),
     Mistake("The values are right but the dtype changed: keep the input's dtype (float32 in, "
             "float32 out). A float64 constant or `dtype=float` upcasts float32 arrays.",
             wrong=_float64),

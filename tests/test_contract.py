@@ -1,0 +1,200 @@
+"""The check machinery: verdicts, feedback, robustness against whatever learner code does, and
+the three separable steps a grader relies on."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from gptcourse import CheckResult, check
+from gptcourse.exercises import Case, Exercise, Mistake, registry, run_cases
+from gptcourse.exercises.compare import Tolerance, difference
+from gptcourse.exercises.registration import UnknownExercise
+from gptcourse.welcome import softmax as reference_softmax
+
+
+def broken_softmax(x, temperature=1.0, axis=-1):
+    scale = helper_that_divides(x, 0)
+    return scale
+
+
+def helper_that_divides(x, by):
+    return {}[by]  # KeyError raised inside the learner's own helper
+
+
+def test_a_learner_exception_fails_and_shows_the_learners_frames_only():
+    result = check("welcome.softmax", broken_softmax)
+    assert result.status == "failed"
+    assert "raised KeyError: 0" in result.message
+    assert "in broken_softmax" in result.details and "in helper_that_divides" in result.details
+    assert "scale = helper_that_divides(x, 0)" in result.details
+    assert "exercises/contract.py" not in result.details and "in run_cases" not in result.details
+
+
+@pytest.mark.parametrize("returned", [
+    None, "0.3", [0.1, 0.9], 42, object(), (x for x in range(3)), np.float64(1.0),
+    torch.ones(3), np.ones((3, 1)), np.full(3, np.nan),
+], ids=repr)
+def test_whatever_the_learner_returns_the_check_gives_a_verdict(returned):
+    result = check("welcome.softmax", lambda x, temperature=1.0, axis=-1: returned)
+    assert result.status == "failed" and result.message
+
+
+def test_an_object_whose_repr_and_comparison_raise_is_a_failed_verdict():
+    class Hostile:
+        def __repr__(self):
+            raise RuntimeError("no repr for you")
+
+        def __eq__(self, other):
+            raise RuntimeError("no comparison either")
+
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("and no array")
+
+    result = check("welcome.softmax", lambda x, temperature=1.0, axis=-1: Hostile())
+    assert result.status == "failed"
+    assert "repr failed" in result.message or "Hostile" in result.message
+
+
+def test_sys_exit_in_learner_code_is_a_failed_verdict_not_an_exit():
+    import sys
+
+    result = check("welcome.softmax", lambda x, temperature=1.0, axis=-1: sys.exit(3))
+    assert result.status == "failed" and "SystemExit" in result.message
+
+
+def test_keyboard_interrupt_still_stops_the_check():
+    def interrupted(x, temperature=1.0, axis=-1):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        check("welcome.softmax", interrupted)
+
+
+def test_an_unknown_id_lists_the_valid_ones():
+    with pytest.raises(UnknownExercise) as info:
+        check("welcome.sofmax", reference_softmax)
+    assert "welcome.sofmax" in str(info.value) and "welcome.softmax" in str(info.value)
+    assert isinstance(info.value, KeyError)
+
+
+def test_a_non_callable_says_what_was_expected():
+    with pytest.raises(TypeError, match=r"expects your function itself.*without parentheses"):
+        check("welcome.softmax", reference_softmax(np.ones(3)))
+
+
+def test_the_three_steps_apart_give_the_same_verdict_as_check():
+    exercise = registry["welcome.softmax"]
+    cases = exercise.cases(seed=7)
+    # cases and outcomes travel between processes: they must survive pickling
+    outcomes = pickle.loads(pickle.dumps(run_cases(reference_softmax, pickle.loads(
+        pickle.dumps(cases)))))
+    apart = exercise.judge(cases, outcomes)
+    assert apart == check("welcome.softmax", reference_softmax, seed=7)
+    assert apart.passed
+
+
+def test_running_cases_needs_no_reference_and_leaves_the_cases_untouched():
+    cases = registry["welcome.softmax"].cases(0)
+    before = pickle.dumps(cases)
+
+    def in_place(x, temperature=1.0, axis=-1):
+        x *= 0
+        return x
+
+    run_cases(in_place, cases)
+    assert pickle.dumps(cases) == before
+
+
+def test_a_right_answer_that_changes_its_input_fails():
+    def right_but_mutating(x, temperature=1.0, axis=-1):
+        out = reference_softmax(x, temperature, axis)
+        if x.dtype.kind == "f":
+            x[...] = 0
+        return out
+
+    result = check("welcome.softmax", right_but_mutating)
+    assert result.status == "failed" and "changed its argument `x` in place" in result.message
+
+
+def test_seeds_choose_different_random_cases():
+    exercise = registry["welcome.softmax"]
+    a, b = exercise.cases(0), exercise.cases(1)
+    assert any(difference(x.args, y.args) for x, y in zip(a, b))
+    assert all(difference(x.args, y.args) is None for x, y in zip(a, exercise.cases(0)))
+
+
+def test_a_result_shows_itself_in_notebooks_terminals_and_json():
+    result = check("welcome.softmax", lambda x, temperature=1.0, axis=-1: "<script>x</script>")
+    bundle = result._repr_mimebundle_()
+    assert "<script>" not in bundle["text/html"] and "&lt;script&gt;" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("✗ welcome.softmax")
+    assert CheckResult.from_dict(json.loads(json.dumps(bundle["application/vnd.gptcourse.check+json"]))) == result
+    assert str(check("welcome.softmax", reference_softmax)).startswith("✓ welcome.softmax")
+
+
+def test_a_result_refuses_an_unknown_status():
+    with pytest.raises(ValueError, match="status must be one of"):
+        CheckResult("a.b", "t", "maybe", 1, "")
+
+
+def test_warnings_raised_by_learner_code_are_reported_not_printed(recwarn):
+    def warns(x, temperature=1.0, axis=-1):
+        return np.exp(x * 1000.0) * 0
+
+    result = check("welcome.softmax", warns)
+    assert "overflow encountered in exp" in result.details
+    assert not [w for w in recwarn if "overflow" in str(w.message)]
+
+
+def test_mistakes_are_recognised_by_wrong_output_or_symptom_and_never_raise():
+    exercise = Exercise(
+        id="welcome.double", title="double", points=1, reference=lambda x: 2 * x,
+        make_cases=lambda seed: [Case("three", (3,))],
+        mistakes=[Mistake("boom", wrong=lambda x: 1 / 0),
+                  Mistake("added instead", wrong=lambda x: x + 2),
+                  Mistake("never", symptom=lambda case, outcome: False)])
+    cases = exercise.cases(0)
+    assert exercise.judge(cases, run_cases(lambda x: x + 2, cases)).hint == "added instead"
+    assert exercise.judge(cases, run_cases(lambda x: x * 3, cases)).hint == ""
+    assert exercise.judge(cases, run_cases(lambda x: 2 * x, cases)).passed
+
+
+# --- comparison ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("expected, got, says", [
+    (np.zeros((2, 3)), np.zeros((3, 2)), "expected shape (2, 3), got shape (3, 2)"),
+    (np.zeros(3, np.float32), np.zeros(3), "expected dtype float32, got dtype float64"),
+    (np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 3.0]), "first at index [1]: expected 2.0, got 2.5"),
+    (np.zeros(2), [0.0, 0.0], "expected a numpy array, got a list"),
+    (torch.zeros(2), np.zeros(2), "expected a torch tensor, got a numpy array"),
+    (torch.tensor([True, False]), torch.tensor([True, True]), "first at index [1]"),
+    (torch.zeros(2, dtype=torch.float64), torch.zeros(2), "expected dtype float64, got dtype float32"),
+    ([1, 2, 3], [1, 2], "expected 3 items, got 2"),
+    ({(1, 2): 3}, {(1, 2): 4}, "at [(1, 2)]: expected 3, got 4"),
+    ({(1, 2): 3}, {(2, 1): 3}, "missing key [(1, 2)] and unexpected key [(2, 1)]"),
+    ("héllo", "hello", "first difference at position 1"),
+    (7, 7.0, "expected the integer 7, got a float"),
+    (0.5, 0.6, "expected 0.5, got 0.6"),
+    (True, 1, "expected True, got 1"),
+    (None, 0, "expected None, got 0"),
+])
+def test_difference_describes_the_first_difference(expected, got, says):
+    assert says in difference(expected, got)
+
+
+def test_ordered_dicts_must_keep_the_order():
+    a, b = {(1, 2): 256, (3, 4): 257}, {(3, 4): 257, (1, 2): 256}
+    assert difference(a, b) is None
+    assert "different order" in difference(a, b, ordered=True)
+
+
+def test_tolerance_fits_dtype_and_size_of_values():
+    assert difference(np.float32([1.0]), np.float32([1.0 + 5e-6])) is None
+    assert difference(np.float64([1.0]), np.float64([1.0 + 5e-6])) is not None
+    assert difference(np.array([1e6, 0.0]), np.array([1e6, 5e-5])) is None  # atol scales
+    assert difference(np.array([np.nan, 1.0]), np.array([np.nan, 1.0])) is None
+    assert difference(np.array([1.0]), np.array([1.0001]), Tolerance(rtol=1e-3)) is None
+    assert "NaN in your result" in difference(np.array([1.0, 2.0]), np.array([np.nan, 2.0]))
