@@ -25,7 +25,7 @@ lessons: $(STAMP)
 
 # Re-executes every solution notebook in place, refreshing its stored outputs (for authors).
 solutions: $(STAMP)
-	$(BIN)/gptcourse run-solutions
+	$(BIN)/gptcourse build-lessons --run-solutions
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
