@@ -10,11 +10,13 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
 export PATH := $(BIN):$(PATH)
+# JupyterLab refuses to run as root unless told; workshop containers often run as root.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 .PHONY: lab test lessons solutions bench clean
 
 lab: $(STAMP)
-	cd lessons && jupyter lab 00_welcome.ipynb
+	cd lessons && jupyter lab $(LAB_FLAGS) 00_welcome.ipynb
 
 test: $(STAMP)
 	$(BIN)/gptcourse build-lessons --check
