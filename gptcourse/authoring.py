@@ -75,6 +75,12 @@ def exercise_cells(nb) -> list[tuple[int, int, str]]:
     return found
 
 
+def exercises_in(nb) -> list[str]:
+    """The exercise ids that a generated lesson's cells are tagged with, in order."""
+    return [cell.metadata["gptcourse"]["exercise"] for cell in nb.cells
+            if cell.metadata.get("gptcourse", {}).get("role") == "solution"]
+
+
 def _nbgrader(grade_id: str, *, solution: bool) -> dict:
     return {"grade": False, "grade_id": grade_id, "locked": not solution,
             "schema_version": 3, "solution": solution, "task": False}

@@ -71,7 +71,7 @@ def _build_lessons(args) -> int:
 
 
 def _check(args) -> int:
-    from gptcourse.authoring import read_notebook
+    from gptcourse.authoring import exercises_in, read_notebook
     from gptcourse.course import lesson_of_notebook
     from gptcourse.execution import execute
     from gptcourse.exercises import registry
@@ -80,9 +80,11 @@ def _check(args) -> int:
     print(f"running {args.notebook} ...", file=sys.stderr, flush=True)
     run = execute(nb, args.notebook.resolve().parent, timeout=args.timeout)
     results = dict(run.results)
+    # The lesson's exercises, from the cells' metadata (a renamed copy keeps it) or the name.
     lesson = lesson_of_notebook(args.notebook.name)
-    never_checked = [e for e in registry.of_lesson(lesson.name) if e.id not in results] \
-        if lesson else []
+    expected = dict.fromkeys([*exercises_in(nb), *(e.id for e in registry.of_lesson(lesson.name))]
+                             if lesson else exercises_in(nb))
+    never_checked = [registry[i] for i in expected if i not in results and i in registry]
 
     rows = [(r.exercise, _STATUS_WORDS[r.status], f"{r.score}/{r.points}")
             for r in results.values()]

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gptcourse.authoring import lesson_from_solution, notebook_text
+from gptcourse.authoring import exercises_in, lesson_from_solution, notebook_text
 from gptcourse.course import LESSONS
 from gptcourse.exercises import registry
 
@@ -89,7 +89,15 @@ def test_a_missing_notebook_is_named():
 def test_lessons_and_solutions_are_paired_by_lesson_name():
     for lesson in LESSONS:
         solution = nbformat.read(ROOT / "solutions" / lesson.notebook, 4)
-        exercises = [c.metadata.gptcourse["exercise"]
-                     for c in lesson_from_solution(solution).cells
-                     if c.metadata.get("gptcourse", {}).get("role") == "solution"]
-        assert exercises == [e.id for e in registry.of_lesson(lesson.name)]
+        assert exercises_in(lesson_from_solution(solution)) == \
+            [e.id for e in registry.of_lesson(lesson.name)]
+
+
+def test_a_renamed_copy_still_lists_exercises_it_never_checked(tmp_path):
+    nb = nbformat.read(ROOT / "lessons" / "00_welcome.ipynb", 4)
+    nb.cells = [c for c in nb.cells if c.metadata.get("gptcourse", {}).get("role") != "check"
+                and "check(" not in c.source]
+    path = tmp_path / "00_welcome-Copy1.ipynb"
+    path.write_text(notebook_text(nb))
+    run = gptcourse("check", str(path))
+    assert run.returncode == 0 and "welcome.softmax  never checked  0/1" in run.stdout
