@@ -167,7 +167,7 @@ def test_mistakes_are_recognised_by_wrong_output_or_symptom_and_never_raise():
 @pytest.mark.parametrize("expected, got, says", [
     (np.zeros((2, 3)), np.zeros((3, 2)), "expected shape (2, 3), got shape (3, 2)"),
     (np.zeros(3, np.float32), np.zeros(3), "expected dtype float32, got dtype float64"),
-    (np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 3.0]), "first at index [1]: expected 2.0, got 2.5"),
+    (np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 3.0]), "first at index [1]: expected 2, got 2.5"),
     (np.zeros(2), [0.0, 0.0], "expected a numpy array, got a list"),
     (torch.zeros(2), np.zeros(2), "expected a torch tensor, got a numpy array"),
     (torch.tensor([True, False]), torch.tensor([True, True]), "first at index [1]"),

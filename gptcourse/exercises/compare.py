@@ -184,6 +184,11 @@ def _dtype_name(x: Any) -> str:
     return str(x.dtype).replace("torch.", "")
 
 
+def _entry(value: np.generic) -> str:
+    value = value.item()
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
+
+
 def _array_difference(expected, got, tolerance: Tolerance, where: str) -> str | None:
     if is_tensor(expected) != is_tensor(got) or not (isinstance(got, np.ndarray) or is_tensor(got)):
         return f"{where}expected {kind(expected)}, got {kind(got)}: {short_repr(got)}"
@@ -207,7 +212,7 @@ def _array_difference(expected, got, tolerance: Tolerance, where: str) -> str | 
     index = "" if not first else f" at index {index}"
     count = int(bad.sum())
     text = (f"{where}{count} of {bad.size} entries differ; first{index}: "
-            f"expected {e[first].item()!r}, got {g[first].item()!r}")
+            f"expected {_entry(e[first])}, got {_entry(g[first])}")
     if e.dtype.kind in "fc" and np.isnan(g).any() and not np.isnan(e).any():
         text += f" ({int(np.isnan(g).sum())} NaN in your result)"
     return text
