@@ -198,3 +198,20 @@ def test_tolerance_fits_dtype_and_size_of_values():
     assert difference(np.array([np.nan, 1.0]), np.array([np.nan, 1.0])) is None
     assert difference(np.array([1.0]), np.array([1.0001]), Tolerance(rtol=1e-3)) is None
     assert "NaN in your result" in difference(np.array([1.0, 2.0]), np.array([np.nan, 2.0]))
+
+
+def test_the_gradients_probe_sees_gradients_that_stop_or_miss_an_input():
+    scaled_sum = Exercise(
+        id="welcome.scaled_sum", title="a * b + a", points=1,
+        reference=lambda a, b: a * b + a,
+        make_cases=lambda seed: [Case("two vectors", (torch.arange(3.0), torch.ones(3)),
+                                      probe="gradients")])
+    cases = scaled_sum.cases(0)
+    judge = lambda fn: scaled_sum.judge(cases, run_cases(fn, cases))  # noqa: E731
+    assert judge(lambda a, b: a * b + a).passed
+    assert judge(lambda a, b: torch.addcmul(a, a, b)).passed
+    detached = judge(lambda a, b: (a * b + a).detach())
+    assert detached.status == "failed" and "does not require grad" in detached.message
+    missed = judge(lambda a, b: a * b.detach() + a)  # right values, no gradient to b
+    assert missed.status == "failed" and "at [1][1]: expected a torch tensor, got None" \
+        in missed.message

@@ -24,16 +24,25 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gptcourse.exercises.compare import Tolerance, difference, kind, short_repr
+from gptcourse.exercises.probes import PROBES
 from gptcourse.exercises.result import FAILED, NOT_ATTEMPTED, PASSED, CheckResult
 
 
 @dataclass(frozen=True)
 class Case:
-    """One input to an exercise: a label the learner reads, and the call's arguments."""
+    """One input to an exercise: a label the learner reads, the call's arguments, and the
+    probe (see `probes`) that makes the call: "plain", or "gradients" to see gradients too."""
 
     label: str
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
+    probe: str = "plain"
+
+    def call(self, fn: Callable) -> Any:
+        """fn on a fresh copy of the arguments, through the probe; returns (value, args, kwargs)
+        with the arguments as they were after the call."""
+        args, kwargs = copy.deepcopy(self.args), copy.deepcopy(self.kwargs)
+        return PROBES[self.probe](fn, args, kwargs), args, kwargs
 
 
 @dataclass(frozen=True)
@@ -73,11 +82,10 @@ def run_cases(fn: Callable, cases: Sequence[Case]) -> list[Outcome]:
     """
     outcomes = []
     for case in cases:
-        args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                value = fn(*args, **kwargs)
+                value, args, kwargs = case.call(fn)
             except (Exception, SystemExit) as exc:
                 error = LearnerError.from_exception(exc)
                 outcomes.append(Outcome(error=error, warnings=_warning_texts(caught)))
@@ -112,7 +120,7 @@ class Mistake:
                 return False
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                predicted = self.wrong(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+                predicted, _, _ = case.call(self.wrong)
             return exercise.difference(predicted, outcome.value) is None
         except Exception:
             return False
@@ -197,7 +205,7 @@ class Exercise:
                 details=error.frames + noted)
         try:
             with np.errstate(all="ignore"):
-                expected = self.reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+                expected, _, _ = case.call(self.reference)
             found = self.difference(expected, outcome.value)
         except Exception as exc:  # a learner's value that cannot even be compared
             found = f"could not compare your result ({kind(outcome.value)}): {exc}"
