@@ -8,6 +8,7 @@ for, so checking lesson 00 does not import torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterator, Mapping
 
 from gptcourse.course import LESSONS
@@ -37,7 +38,9 @@ class Registry(Mapping[str, Exercise]):
     def _load(self, lesson: str) -> None:
         if lesson not in self._loaded:
             self._loaded.add(lesson)
-            importlib.import_module(f"gptcourse.exercises.{lesson}")
+            module = f"gptcourse.exercises.{lesson}"
+            if importlib.util.find_spec(module) is not None:  # a lesson may have no exercises
+                importlib.import_module(module)
 
     def _load_all(self) -> None:
         for lesson in LESSONS:
