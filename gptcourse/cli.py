@@ -2,6 +2,8 @@
 
   gptcourse build-lessons [--check] [--run-solutions]   solutions/ → lessons/
   gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
+  gptcourse grade SUBMISSIONS_DIR --out RESULTS_DIR      grade submitted notebooks (untrusted)
+  gptcourse progress RESULTS_DIR                         exercises × learners, table + heatmap
 
 Exit codes: 0 success; 1 something to fix (a failed check, a stale lesson); 2 bad input.
 """
@@ -33,10 +35,31 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("notebook", type=Path)
     check.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
 
+    grade = commands.add_parser("grade", help="grade a folder of submitted notebooks")
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR",
+                       help="every .ipynb below it: one learner per file or per sub-folder")
+    grade.add_argument("--out", type=Path, required=True, metavar="RESULTS_DIR")
+    grade.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
+    grade.add_argument("--timeout", type=float, default=120,
+                       help="seconds per notebook, running it and its functions (default 120)")
+    grade.add_argument("--memory", type=int, default=2048, metavar="MIB",
+                       help="memory limit per notebook in MiB (enforced on Linux only)")
+    grade.add_argument("--force", action="store_true",
+                       help="grade again notebooks already graded in RESULTS_DIR")
+
+    progress = commands.add_parser("progress", help="where the room is: exercises × learners")
+    progress.add_argument("results", type=Path, metavar="RESULTS_DIR")
+    progress.add_argument("--png", type=Path, default=None,
+                          help="heatmap file (default RESULTS_DIR/progress.png)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "build-lessons":
             return _build_lessons(args)
+        if args.command == "grade":
+            return _grade(args)
+        if args.command == "progress":
+            return _progress(args)
         return _check(args)
     except ValueError as exc:  # bad input: say what, exit 2, write nothing
         print(f"gptcourse {args.command}: {exc}", file=sys.stderr)
@@ -103,3 +126,36 @@ def _check(args) -> int:
     for error in run.errors:
         print(f"\n{args.notebook}: {error}")
     return 1 if failed or run.errors else 0
+
+
+def _grade(args) -> int:
+    from gptcourse.grading import ERROR, Limits, grade
+    from gptcourse.grading.kernel import memory_limit_supported
+
+    if args.jobs < 1 or args.timeout <= 0:
+        raise ValueError("--jobs must be at least 1 and --timeout above 0")
+    if not memory_limit_supported():
+        print(f"gptcourse grade: the memory limit is not enforced on {sys.platform}; only the "
+              f"time limit is (run the grader on Linux for both)", file=sys.stderr)
+    batch = grade(args.submissions, args.out, jobs=args.jobs, force=args.force,
+                  limits=Limits(timeout=args.timeout, memory_mb=args.memory))
+    learners = {r["learner"] for r in batch.rows}
+    errors = sorted({r["learner"] for r in batch.rows if r["status"] == ERROR})
+    print(f"graded {batch.graded} notebook(s), skipped {batch.skipped} already graded "
+          f"(--force grades them again); {len(learners)} learner(s)")
+    print(f"gradebook: {args.out / 'gradebook.csv'} (and .json); feedback: {args.out / 'feedback'}/")
+    if errors:
+        print(f"not graded, see their feedback: {', '.join(errors)}")
+    return 0
+
+
+def _progress(args) -> int:
+    from gptcourse.grading.progress import heatmap, load_progress, text_table
+
+    if not (args.results / "submissions").is_dir():
+        raise ValueError(f"{args.results} holds no results; run gptcourse grade first")
+    progress = load_progress(args.results)
+    print(text_table(progress))
+    png = heatmap(progress, args.png or args.results / "progress.png")
+    print(f"heatmap: {png}")
+    return 0
