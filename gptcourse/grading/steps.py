@@ -77,6 +77,7 @@ class Grading:
     cell_errors: list[str] = field(default_factory=list)
     error: str = ""
     kernel_lost: str = ""  # why the kernel is gone (timeout, died), once it is
+    phase: str = "starting the notebook's kernel"  # what the kernel was doing, for messages
     started: float = field(default_factory=time.time)
     sha256: str = ""
 
@@ -273,6 +274,7 @@ async def execute_notebook(g: Grading, spec_root: Path) -> None:
     await g.client.async_start_new_kernel_client()
     for index, cell in enumerate(g.nb.cells):
         if cell.cell_type == "code":
+            g.phase = f"running the notebook's cell {index}"
             await g.client.async_execute_cell(cell, index)
 
 
@@ -292,6 +294,7 @@ async def evaluate_functions(g: Grading) -> None:
     for exercise in g.exercises:
         nonce = secrets.token_hex(8)
         cases = exercise.cases(g.seed)
+        g.phase = f"running `{exercise.name}` on the grader's cases"
         code = (f"__import__('gptcourse.grading.sandbox', fromlist=['evaluate'])"
                 f".evaluate({exercise.name!r}, {dumps_cases(cases)!r}, {nonce!r})")
         g.client.replies.clear()
@@ -383,11 +386,7 @@ async def stop_kernel(g: Grading) -> None:
                 client.kc.stop_channels()
         except Exception:
             pass
-        try:
-            if km is not None and km.has_kernel:
-                await km.shutdown_kernel(now=True)
-        except Exception:
-            pass
+        await _kill(g)
         try:
             if km is not None:
                 await ensure_async(km.cleanup_resources())
@@ -405,24 +404,13 @@ async def stop_kernel(g: Grading) -> None:
 
 async def grade_submission(submission: Submission, limits: Limits, spec_root: Path) -> dict:
     """Run the chain on one submission; never raises for what the notebook does."""
-    from nbclient.exceptions import DeadKernelError
-
     g = Grading(submission, limits)
     try:
         copy_to_workdir(g)
         read_notebook(g)
         find_exercises(g)
         if not g.error:
-            try:
-                await asyncio.wait_for(_run(g, spec_root), timeout=limits.timeout)
-            except asyncio.TimeoutError:
-                g.kernel_lost = (f"timed out: the notebook and its functions did not finish "
-                                 f"within {limits.timeout:g} s, so its kernel was stopped")
-            except DeadKernelError:
-                g.kernel_lost = ("the notebook's kernel died (it exited, was killed, or ran "
-                                 "out of memory)")
-            except RuntimeError as exc:  # nbclient: kernel failed to start or went away
-                g.kernel_lost = f"the notebook's kernel stopped: {str(exc)[:200]}"
+            await _run_with_limits(g, spec_root)
         judge_outcomes(g)
     except Exception as exc:  # a bug of ours, or a file gone mid-batch: record it, go on
         g.error = g.error or f"the grader failed on this notebook: {type(exc).__name__}: {exc}"
@@ -433,6 +421,41 @@ async def grade_submission(submission: Submission, limits: Limits, spec_root: Pa
     if g.kernel_lost:
         g.notes.append(g.kernel_lost[0].upper() + g.kernel_lost[1:] + ".")
     return g.record()
+
+
+async def _run_with_limits(g: Grading, spec_root: Path) -> None:
+    """The kernel's part under the wall-clock limit. On timeout the kernel's process group is
+    killed first, so nothing of the notebook outlives its time, then the task is cancelled."""
+    from nbclient.exceptions import DeadKernelError
+
+    task = asyncio.ensure_future(_run(g, spec_root))
+    done, _ = await asyncio.wait({task}, timeout=g.limits.timeout)
+    if not done:
+        g.kernel_lost = (f"timed out while {g.phase}: the notebook and its functions did not "
+                         f"finish within {g.limits.timeout:g} s, so its kernel was stopped")
+        await _kill(g)
+        task.cancel()
+        try:
+            await task
+        except BaseException:  # whatever nbclient says about the kernel we just killed
+            pass
+        return
+    try:
+        task.result()
+    except DeadKernelError:
+        g.kernel_lost = (f"the notebook's kernel died while {g.phase} (it exited, was killed, "
+                         f"or ran out of memory)")
+    except RuntimeError as exc:  # nbclient: the kernel failed to start or went away
+        g.kernel_lost = f"the notebook's kernel stopped: {str(exc)[:200]}"
+
+
+async def _kill(g: Grading) -> None:
+    km = g.client.km if g.client is not None else None
+    try:
+        if km is not None and km.has_kernel:
+            await km.shutdown_kernel(now=True)  # SIGKILL to the kernel's process group
+    except Exception:
+        pass
 
 
 async def _run(g: Grading, spec_root: Path) -> None:
