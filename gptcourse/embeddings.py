@@ -273,35 +273,55 @@ def train_word_vectors(text: str, dim: int = 32, seed: int = 0, *, window: int =
     return WordVectors(vocabulary, vectors, [frequency[w] for w in vocabulary])
 
 
-def project_2d(points: torch.Tensor) -> torch.Tensor:
-    """(N, dim) -> (N, 2): the points on their two main directions (PCA), for a picture."""
-    centred = points - points.mean(dim=0)
-    _, _, v = torch.linalg.svd(centred.double(), full_matrices=False)
-    return (centred.double() @ v[:2].T).float()
+def pair_axes(vectors: WordVectors, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+    """(2, dim) two orthonormal directions for a picture of `pairs`: the first is the average
+    step from the first word of a pair to the second, the second is the main direction (PCA)
+    in which the words differ apart from that step."""
+    first = torch.stack([vectors[a] for a, _ in pairs]).double()  # (P, dim)
+    second = torch.stack([vectors[b] for _, b in pairs]).double()
+    shared = (second - first).mean(dim=0)
+    shared = shared / shared.norm()
+    points = torch.cat([first, second])
+    rest = points - points.mean(dim=0)
+    rest = rest - (rest @ shared)[:, None] * shared  # what is left once the step is removed
+    _, _, v = torch.linalg.svd(rest, full_matrices=False)
+    return torch.stack([shared, v[0]]).float()
 
 
 def plot_pairs(vectors: WordVectors, pairs: Sequence[tuple[str, str]], ax=None):
-    """Words of `pairs` projected to 2-D, an arrow from the first word of each pair to the
-    second: parallel arrows are a shared direction. Returns the matplotlib Axes."""
+    """Words of `pairs` on the two directions of `pair_axes`, an arrow from the first word of
+    each pair to the second: arrows that run in parallel share a direction. Returns the
+    matplotlib Axes."""
     import matplotlib.pyplot as plt
 
-    words = [w for pair in pairs for w in pair]
-    xy = project_2d(torch.stack([vectors[w] for w in words])).numpy()
+    axes = pair_axes(vectors, pairs)  # (2, dim)
+    xy = {w: (axes @ vectors[w]).tolist() for pair in pairs for w in pair}
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 5.5))
+        _, ax = plt.subplots(figsize=(7, 5))
     colours = plt.get_cmap("tab10").colors
     for n, (first, second) in enumerate(pairs):
-        (x0, y0), (x1, y1) = xy[2 * n], xy[2 * n + 1]
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="-|>", color=colours[n % 10], lw=1.8,
-                                    shrinkA=4, shrinkB=4))
-        for word, (x, y) in ((first, (x0, y0)), (second, (x1, y1))):
-            ax.plot(x, y, "o", color=colours[n % 10])
-            ax.annotate(word, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=11)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.margins(0.15)
-    ax.set_xlabel("first principal direction")
-    ax.set_ylabel("second principal direction")
+        colour = colours[n % 10]
+        ax.annotate("", xy=xy[second], xytext=xy[first],
+                    arrowprops=dict(arrowstyle="-|>", color=colour, lw=2, shrinkA=5, shrinkB=5))
+        ax.plot(*zip(xy[first], xy[second]), "o", color=colour, ms=7)
+    # labels left of the first words and right of the second ones, nudged apart vertically
+    # where two points nearly coincide
+    spread = max(abs(y) for _, y in xy.values()) or 1.0
+    for side, column in (("right", 0), ("left", 1)):
+        placed: list[tuple[float, float]] = []
+        for pair in sorted(pairs, key=lambda p: -xy[p[column]][1]):
+            word = pair[column]
+            x, y = xy[word]
+            close = sum(abs(x - px) < 0.3 * spread and abs(y - py) < 0.08 * spread
+                        for px, py in placed)
+            placed.append((x, y))
+            ax.annotate(word, (x, y), xytext=(-8 if side == "right" else 8, -13 * close),
+                        textcoords="offset points", ha=side, va="center", fontsize=11,
+                        color=colours[pairs.index(pair) % 10] if close else "black")
+    ax.margins(0.25, 0.12)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("the average step from each first word to its partner")
+    ax.set_ylabel("the main other direction")
     return ax
 
 
