@@ -216,7 +216,14 @@ def _decode_tensor(x: dict) -> Any:
 
 
 def decode_value(x: Any) -> Any:
-    return _decode(x, 0)
+    """The value `x` (parsed JSON) stands for; CodecError for anything this encoding does not
+    allow, whatever part of the input is wrong."""
+    try:
+        return _decode(x, 0)
+    except CodecError:
+        raise
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError) as exc:
+        raise CodecError(f"malformed data ({type(exc).__name__})") from None
 
 
 # --- cases out, outcomes back ---------------------------------------------------------------
