@@ -19,6 +19,7 @@ class Lesson:
 
 LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: what G, P and T stand for"),
+    Lesson("01", "tokenization", "Tokenization: from text to token ids, byte-pair encoding"),
     Lesson("03", "attention", "Attention: how tokens gather information from each other"),
 )
 
