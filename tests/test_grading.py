@@ -299,7 +299,7 @@ def test_progress_prints_exercises_by_learners_and_writes_a_heatmap(workshop, ca
     printed = capsys.readouterr().out
     header, row = printed.splitlines()[:2]
     assert "solved00" in header and "stubbed19" in header
-    assert row.startswith("welcome.softmax") and row.count("✓") == 20 and "50%" in row
+    assert row.startswith("welcome.softmax") and row.count("✓") == 20 and row.count("○") == 20 and "50%" in row
     png = out / "progress.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -10,7 +10,9 @@ from gptcourse.grading.steps import ERROR
 from gptcourse.exercises.result import FAILED, NOT_ATTEMPTED, PASSED
 
 # Status → (table mark, heatmap level); the levels order the colour scale.
-MARKS = {PASSED: ("✓", 3), FAILED: ("✗", 1), NOT_ATTEMPTED: ("·", 0), ERROR: ("!", 2)}
+MARKS = {PASSED: ("✓", 3), FAILED: ("✗", 1), NOT_ATTEMPTED: ("○", 0), ERROR: ("!", 2)}
+# The row for notebooks that could not be graded at all (not a notebook, no lesson found).
+UNREADABLE = "(notebook not graded)"
 MISSING = ("", -1)
 
 
@@ -28,8 +30,9 @@ class Progress:
 def load_progress(results: Path) -> Progress:
     from gptcourse.exercises import registry
 
-    table = [r for r in rows(load_records(results)) if r["exercise"]]
-    learners = sorted({r["learner"] for r in load_records(results)})
+    records = load_records(results)
+    table = [{**r, "exercise": r["exercise"] or UNREADABLE} for r in rows(records)]
+    learners = sorted({r["learner"] for r in records})
     known = list(registry)
     order = {e: i for i, e in enumerate(known)}
     exercises = sorted({r["exercise"] for r in table}, key=lambda e: (order.get(e, len(order)), e))
@@ -47,7 +50,7 @@ def text_table(p: Progress) -> str:
         marks = [MARKS.get(p.status.get((l, exercise)), MISSING)[0] for l in p.learners]
         lines.append(f"{exercise:<{width}}  " + " ".join(f"{m:>{col}}" for m in marks)
                      + f"  {p.passed_share(exercise):>5.0%}")
-    lines.append("✓ passed  ✗ failed  · not attempted  ! not graded (error)  blank: no notebook")
+    lines.append("✓ passed  ✗ failed  ○ not attempted  ! not graded (error)  blank: no notebook")
     return "\n".join(lines)
 
 
@@ -64,32 +67,49 @@ def heatmap(p: Progress, path: Path) -> Path:
     grid = np.array([[MARKS.get(p.status.get((l, e)), MISSING)[1] for l in p.learners]
                      for e in p.exercises], dtype=float).reshape(len(p.exercises), len(p.learners))
     colours = ["#ffffff", "#d0d7de", "#cf222e", "#bf8700", "#2da44e"]  # missing … passed
-    cmap = ListedColormap(colours)
-    width = min(40.0, 3.5 + 0.32 * max(1, len(p.learners)))
-    height = 2.2 + 0.42 * max(1, len(p.exercises))
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
-    ax.imshow(grid + 1, cmap=cmap, vmin=-0.5, vmax=4.5, aspect="auto", interpolation="nearest")
+    learners = [l if len(l) <= 16 else l[:15] + "…" for l in p.learners]
+    rows = [e if e == UNREADABLE else f"{e}  {p.passed_share(e):.0%}" for e in p.exercises]
+    # Sizes in inches, from the labels' lengths, so that nothing is cut off at any size.
+    cell = 0.38
+    left = 0.3 + 0.075 * max([len(r) for r in rows] + [8])
+    bottom = 0.45 + 0.06 * max([len(l) for l in learners] + [4])
+    legend, top = 1.9, 0.6
+    grid_w = max(2.5, cell * len(p.learners))
+    grid_h = max(1.0, cell * len(p.exercises))
+    fig = plt.figure(figsize=(left + grid_w + legend, bottom + grid_h + top), dpi=110)
+    width, height = fig.get_size_inches()
+    ax = fig.add_axes((left / width, bottom / height, grid_w / width, grid_h / height))
+    ax.imshow(grid + 1, cmap=ListedColormap(colours), vmin=-0.5, vmax=4.5, aspect="auto",
+              interpolation="nearest")
+    if len(p.learners) <= 60:  # marks as well as colours, for readers who cannot tell them
+        for (i, j), level in np.ndenumerate(grid):
+            mark = next((m for m, lv in MARKS.values() if lv == level), "")
+            ax.text(j, i, mark, ha="center", va="center", fontsize=9,
+                    color="white" if level in (1, 3) else "#1f2328")
     ax.set_xticks(range(len(p.learners)))
-    ax.set_xticklabels([l if len(l) <= 14 else l[:13] + "…" for l in p.learners],
-                       rotation=60, ha="right", fontsize=8)
+    ax.set_xticklabels(learners, rotation=60, ha="right", rotation_mode="anchor", fontsize=9)
     ax.set_yticks(range(len(p.exercises)))
-    ax.set_yticklabels([f"{e}  ({p.passed_share(e):.0%})" for e in p.exercises], fontsize=9)
+    ax.set_yticklabels(rows, fontsize=9)
     ax.set_xticks(np.arange(-0.5, len(p.learners)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(p.exercises)), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.5)
-    ax.tick_params(which="minor", length=0)
-    ax.set_title(f"Where the room is: {len(p.learners)} learners, {len(p.exercises)} exercises "
-                 f"(share passed beside each)", fontsize=10)
-    legend = [Patch(color=colours[4], label="passed"), Patch(color=colours[2], label="failed"),
-              Patch(color=colours[1], label="not attempted"),
-              Patch(color=colours[3], label="not graded (error)"),
-              Patch(facecolor=colours[0], edgecolor="#d0d7de", label="no notebook")]
-    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-              frameon=False)
-    fig.tight_layout()
+    ax.tick_params(which="both", length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
+    fig.suptitle(f"{plural(len(p.learners), 'learner')} × "
+                 f"{plural(len([e for e in p.exercises if e != UNREADABLE]), 'exercise')} "
+                 f"(share passed after each exercise)", fontsize=10,
+                 x=left / width, ha="left", y=1 - 0.15 / height, va="top")
+    handles = [Patch(color=colours[4], label="✓ passed"), Patch(color=colours[2], label="✗ failed"),
+               Patch(color=colours[1], label="○ not attempted"),
+               Patch(color=colours[3], label="! not graded (error)"),
+               Patch(facecolor=colours[0], edgecolor="#d0d7de", label="no notebook")]
+    fig.legend(handles=handles, loc="upper left", fontsize=8, frameon=False,
+               bbox_to_anchor=((left + grid_w + 0.15) / width, 1 - top / height))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, format="png")
     plt.close(fig)
     tmp.replace(path)
     return path

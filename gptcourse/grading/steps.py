@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -269,8 +270,11 @@ async def execute_notebook(g: Grading, spec_root: Path) -> None:
                                record_timing=False, shutdown_kernel="immediate",
                                extra_arguments=["--IPKernelApp.log_level=ERROR",
                                                 "--HistoryManager.enabled=False"])
+    # The kernel's own stdout and stderr (not its cells' output, which travels as messages)
+    # go nowhere: a notebook writing to file descriptor 1 must not flood the grader's terminal.
     await g.client.async_start_new_kernel(cwd=str(g.notebook_path.parent),
-                                          env=kernel_env(g, home))
+                                          env=kernel_env(g, home), stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
     await g.client.async_start_new_kernel_client()
     for index, cell in enumerate(g.nb.cells):
         if cell.cell_type == "code":

@@ -153,6 +153,8 @@ os._exit(0)
 line = "flood " * 100
 for i in range(40_000):  # about 24 MB
     print(line)
+import os
+os.write(1, b"straight to file descriptor 1\\n" * 300_000)  # about 9 MB, past IPython
 ''']),
     "deletes_files": (WRONG, ['''
 import os, shutil
@@ -199,7 +201,9 @@ def attack_notebook(softmax: str | None, extra: list[str]) -> nbformat.NotebookN
                                                      repr(_seed0_answers()) if "ANSWERS_JSON"
                                                      in softmax else "ANSWERS_JSON").strip()
     for offset, source in enumerate(extra, start=1):
-        nb.cells.insert(index + offset, nbformat.v4.new_code_cell(source.strip()))
+        cell = nbformat.v4.new_code_cell(source.strip())
+        cell.id = f"attack-{offset}"  # fixed ids: regenerating changes nothing that is the same
+        nb.cells.insert(index + offset, cell)
     return nb
 
 
@@ -212,6 +216,8 @@ def different_lesson() -> nbformat.NotebookNode:
                                   "    return torch.ones(T, T, dtype=torch.bool).tril()"),
         nbformat.v4.new_code_cell('check("attention.causal_mask", causal_mask)'),
     ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"other-lesson-{i}"
     nb.cells[1].metadata.gptcourse = {"exercise": "attention.causal_mask", "role": "solution"}
     nb.cells[2].metadata.gptcourse = {"exercise": "attention.causal_mask", "role": "check"}
     return nb
