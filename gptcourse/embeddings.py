@@ -232,8 +232,9 @@ def ppmi(counts: np.ndarray, alpha: float = 0.75) -> np.ndarray:
     return np.maximum(pmi, 0.0)
 
 
-def train_word_vectors(text: str, dim: int = 32, seed: int = 0, *, window: int = 4,
-                       min_count: int = 5, max_vocab: int = 4000) -> WordVectors:
+def train_word_vectors(text: str, dim: int = 48, seed: int = 0, *, window: int = 4,
+                       min_count: int = 5, min_share: float = 2e-4,
+                       max_vocab: int = 4000) -> WordVectors:
     """Word vectors for the words of `text`, by counting and factorising: PPMI + truncated SVD.
 
     1. Count how often every pair of words appears near each other (`cooccurrence_counts`).
@@ -246,18 +247,23 @@ def train_word_vectors(text: str, dim: int = 32, seed: int = 0, *, window: int =
     and Goldberg 2014), but counting and one SVD take about a second on a CPU, need no
     learning rate or epochs, and give the same vectors on every machine.
 
-    text: any English text; words seen fewer than `min_count` times are left out, and only
-    the `max_vocab` most frequent words are kept. seed: seeds the randomised SVD used when the
-    vocabulary is too large for an exact one (the exact SVD needs no randomness).
+    text: any English text. Words seen fewer than `min_count` times, or rarer than
+    `min_share` of all words (1 in 5,000 by default), are left out, and only the `max_vocab`
+    most frequent words are kept: a word seen a handful of times gets large, noisy PMI values
+    from pure chance, and as a context it drowns the patterns of the common words (the corpus's
+    made-up names are such words). dim: the width of the vectors. seed: seeds the randomised
+    SVD used when the vocabulary is too large for an exact one (the exact SVD needs none).
     """
-    frequency = Counter(words_of(text))
+    words = words_of(text)
+    frequency = Counter(words)
+    min_count = max(min_count, math.ceil(min_share * len(words)))
     vocabulary = [w for w, n in sorted(frequency.items(), key=lambda item: (-item[1], item[0]))
                   if n >= min_count][:max_vocab]
     if len(vocabulary) < 3:
         raise ValueError(f"only {len(vocabulary)} words appear at least {min_count} times: "
                          f"give more text or a lower min_count")
     index = {w: i for i, w in enumerate(vocabulary)}
-    ids = np.array([index.get(w, -1) for w in words_of(text)], dtype=np.int64)
+    ids = np.array([index.get(w, -1) for w in words], dtype=np.int64)
     table = ppmi(cooccurrence_counts(ids, len(vocabulary), window))
     dim = min(dim, len(vocabulary) - 1)
     if len(vocabulary) <= 2000:

@@ -185,11 +185,66 @@ def test_unknown_words_and_too_little_text_are_explained():
         E.train_word_vectors("just a few words", dim=8)
 
 
+def test_words_rarer_than_min_share_are_left_out():
+    text = parallel_text(2_000, 0) + " zyzzyva" * 20  # 20 in about 20,000 words
+    assert "zyzzyva" in E.train_word_vectors(text, dim=8, min_share=1e-4)
+    assert "zyzzyva" not in E.train_word_vectors(text, dim=8, min_share=2e-3)
+
+
 def test_a_large_vocabulary_uses_the_seeded_randomised_svd():
     rng = random.Random(0)
     words = ["".join(letters) for letters in itertools.product("abcdefghijklmn", repeat=3)]
     words = words[:2_300]
     text = " ".join(rng.choice(words) for _ in range(60_000))
-    a = E.train_word_vectors(text, dim=8, seed=3, min_count=1)
-    b = E.train_word_vectors(text, dim=8, seed=3, min_count=1)
+    a = E.train_word_vectors(text, dim=8, seed=3, min_count=1, min_share=0)
+    b = E.train_word_vectors(text, dim=8, seed=3, min_count=1, min_share=0)
     assert len(a) == 2_300 and torch.equal(a.vectors, b.vectors)
+
+
+# --- word vectors on the course corpus -------------------------------------------------------
+
+# In the corpus every role has a male and a female form used in the same sentences, and a rank
+# (royal or not) and an age (grown-up or child) shown by the words around it. Royal roles are
+# one per (age, gender), so analogies that land on them have exactly one right answer.
+ROYAL_ANALOGIES = [("king", "man", "woman", "queen"), ("queen", "woman", "man", "king"),
+                   ("prince", "boy", "girl", "princess"), ("princess", "girl", "boy", "prince"),
+                   ("king", "queen", "princess", "prince"), ("prince", "king", "queen", "princess"),
+                   ("queen", "king", "prince", "princess"), ("princess", "prince", "king", "queen")]
+# Common roles of the same age and gender are used alike (man, father, uncle), so the answer is
+# any one of them.
+COMMON_ANALOGIES = [("man", "boy", "girl", {"woman", "mother", "aunt"}),
+                    ("boy", "man", "woman", {"girl", "daughter", "sister"}),
+                    ("woman", "man", "boy", {"girl", "daughter", "sister"}),
+                    ("girl", "woman", "man", {"boy", "son", "brother"})]
+
+
+@pytest.mark.parametrize("n_bytes, seed", [(3_000_000, 0), (1_000_000, 1), (1_000_000, 2),
+                                           (1_000_000, 3), (2_000_000, 7), (2_000_000, 123)])
+def test_analogies_on_the_course_corpus_for_any_seed(n_bytes, seed):
+    from gptcourse.data import generate_corpus
+
+    vectors = E.train_word_vectors(generate_corpus(n_bytes, seed))
+    for a, b, c, answer in ROYAL_ANALOGIES:
+        assert vectors.analogy(a, b, c, k=1)[0][0] == answer, (a, b, c, vectors.analogy(a, b, c))
+    for a, b, c, answers in COMMON_ANALOGIES:
+        assert vectors.analogy(a, b, c, k=1)[0][0] in answers, (a, b, c, vectors.analogy(a, b, c))
+    # the steps man -> woman and king -> queen point the same way; king -> prince does not
+    step = lambda a, b: vectors[b] - vectors[a]  # noqa: E731
+    assert E.cosine_similarity(step("man", "woman"), step("king", "queen")) > 0.6
+    assert abs(E.cosine_similarity(step("man", "woman"), step("king", "prince"))) < 0.3
+
+
+def test_the_pictures_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vectors = E.train_word_vectors(parallel_text(5_000, 0), dim=12)
+    pairs = [("man", "woman"), ("king", "queen"), ("boy", "girl")]
+    ax = E.plot_pairs(vectors, pairs)
+    assert {t.get_text() for t in ax.texts} >= {w for p in pairs for w in p}
+    axes = E.pair_axes(vectors, pairs)
+    torch.testing.assert_close(axes @ axes.T, torch.eye(2), atol=1e-5, rtol=0)
+    assert E.plot_positions(E.sinusoidal_positions(16, 8)).images
+    plt.close("all")
