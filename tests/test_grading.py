@@ -96,6 +96,21 @@ def test_rerunning_skips_what_is_graded_and_regrades_a_changed_notebook(workshop
     assert {r["learner"]: r["status"] for r in second.rows} == {"ann": "passed", "ben": "passed"}
     forced = grade(folder, results, jobs=2, limits=FAST, force=True, progress=False)
     assert (forced.graded, forced.skipped) == (2, 0)
+    longer = grade(folder, results, jobs=2, limits=Limits(timeout=61), progress=False)
+    assert (longer.graded, longer.skipped) == (2, 0)  # other limits, other verdicts possible
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memory limit: Linux only")
+def test_a_kernel_that_cannot_start_under_the_limits_is_graded_again_next_time(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copyfile(SOLVED, folder / "dan.ipynb")
+    results = tmp_path / "results"
+    starved = grade(folder, results, limits=Limits(timeout=60, memory_mb=100), progress=False)
+    assert [r["status"] for r in starved.rows] == ["error"]
+    assert "raise --memory" in starved.records[0]["notes"][0]
+    again = grade(folder, results, limits=Limits(timeout=60, memory_mb=100), progress=False)
+    assert again.graded == 1  # the grader's fault is not a verdict: no resume past it
 
 
 def test_an_unreadable_record_is_ignored_and_regraded(tmp_path):

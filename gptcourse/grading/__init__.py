@@ -54,14 +54,17 @@ class Batch:
     rows: list[dict]
 
 
-def _already_graded(out: Path, submission: Submission) -> bool:
-    """A record exists for this notebook, made from the same file contents."""
+def _already_graded(out: Path, submission: Submission, limits: Limits) -> bool:
+    """A record exists for this notebook, made from the same file contents under the same
+    limits, and the grader did not fail on it."""
     import json
 
     path = record_path(out, submission.relative)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        return record.get("sha256") == file_digest(submission.notebook)
+        return (record.get("sha256") == file_digest(submission.notebook)
+                and record.get("timeout_s") == limits.timeout
+                and record.get("memory_mb") == limits.memory_mb and not record.get("retry"))
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -70,15 +73,15 @@ def grade(submissions: Path, out: Path, *, jobs: int = 1, limits: Limits | None 
           force: bool = False, progress: bool = True) -> Batch:
     """Grade every notebook below `submissions` into `out`; see the module's docstring.
 
-    Re-running resumes: a notebook with a record made from the same contents is skipped unless
-    force=True. Returns what was done and the gradebook rows.
+    Re-running resumes: a notebook with a record made from the same contents under the same
+    limits is skipped unless force=True (one the grader itself failed on is graded again). Returns what was done and the gradebook rows.
     """
     if not submissions.is_dir():
         raise ValueError(f"{submissions} is not a folder")
     limits = limits or Limits()
     out.mkdir(parents=True, exist_ok=True)
     todo = find_submissions(submissions)
-    pending = [s for s in todo if force or not _already_graded(out, s)]
+    pending = [s for s in todo if force or not _already_graded(out, s, limits)]
     spec_root = Path(tempfile.mkdtemp(prefix="gptcourse-kernelspec-"))
     try:
         from gptcourse.grading.steps import kernel_spec_dir

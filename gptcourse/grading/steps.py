@@ -98,6 +98,10 @@ class Grading:
             "memory_limit": (f"{self.limits.memory_mb} MiB" if _memory_enforced()
                              else "not enforced on this OS"),
             "timeout_s": self.limits.timeout,
+            "memory_mb": self.limits.memory_mb,
+            # the grader's fault, not the notebook's: a re-run grades it again
+            "retry": self.error.startswith("the grader failed") or
+            self.kernel_lost.startswith("the notebook's kernel stopped while starting"),
         }
 
 
@@ -450,7 +454,10 @@ async def _run_with_limits(g: Grading, spec_root: Path) -> None:
         g.kernel_lost = (f"the notebook's kernel died while {g.phase} (it exited, was killed, "
                          f"or ran out of memory)")
     except RuntimeError as exc:  # nbclient: the kernel failed to start or went away
-        g.kernel_lost = f"the notebook's kernel stopped: {str(exc)[:200]}"
+        g.kernel_lost = f"the notebook's kernel stopped while {g.phase}: {str(exc)[:200]}"
+        if g.phase.startswith("starting"):
+            g.kernel_lost += (" (if every notebook shows this, the grader's limits are too "
+                              "tight for Python itself: raise --memory)")
 
 
 async def _kill(g: Grading) -> None:
