@@ -20,6 +20,7 @@ class Lesson:
 LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: what G, P and T stand for"),
     Lesson("01", "tokenization", "Tokenization: from text to token ids, byte-pair encoding"),
+    Lesson("02", "embeddings", "Embeddings: from token ids to vectors, and where they stand"),
     Lesson("03", "attention", "Attention: how tokens gather information from each other"),
 )
 
