@@ -80,7 +80,9 @@ def _check_while_grading(exercise_id=None, fn=None, *args, **kwargs):
 
 def install(lessons: list[str]) -> None:
     """Grading mode for a notebook of these lessons; call before any learner code runs."""
-    from gptcourse.course import LESSONS  # plain data, imports nothing of the course
+    # Importing the package loads the contract and the registry, never a lesson's module
+    # (those load lazily), so no reference is in this process before the guard is in place.
+    from gptcourse.course import LESSONS
 
     stand_ins = {f"gptcourse.{lesson}" for lesson in lessons}
     refused = {f"gptcourse.exercises.{lesson.name}" for lesson in LESSONS}
@@ -88,7 +90,6 @@ def install(lessons: list[str]) -> None:
         if name in stand_ins or name in refused:
             del sys.modules[name]
     sys.meta_path.insert(0, _Guard(stand_ins, refused))
-    # Only now import the package (it imports the contract, never a lesson's module).
     import gptcourse
     import gptcourse.exercises
 

@@ -401,7 +401,13 @@ async def stop_kernel(g: Grading) -> None:
         except Exception:
             pass
         g.output_bytes = client.output_bytes
-        g.cell_errors = [f"cell {i} raised {name}: {value}" for i, name, value in client.errors]
+        g.cell_errors = [f"cell {i} raised {name}: {value}" for i, name, value in client.errors
+                         if name != "ReferenceUnavailable"]
+        switched_off = [str(i) for i, name, _ in client.errors if name == "ReferenceUnavailable"]
+        if switched_off:
+            g.notes.append(f"Cell{'s' * (len(switched_off) > 1)} {', '.join(switched_off)} "
+                           f"used the lesson's reference implementation, which is switched off "
+                           f"while grading; that costs no points (only the exercises count).")
         if client.output_bytes > 1 << 20:
             g.notes.append(f"The notebook printed {client.output_bytes / 1e6:.1f} MB; the "
                            f"grader keeps none of a notebook's output.")
