@@ -350,3 +350,39 @@ def test_nbgrader_generate_assignment_accepts_a_lesson(tmp_path):
                       for c in lesson.cells if "nbgrader" in c.metadata]
     checks = [c for c in released.cells if c.metadata.get("gptcourse", {}).get("role") == "check"]
     assert checks and all(c.source.startswith("check(") for c in checks)
+
+
+# --- what the learner's kernel can see ------------------------------------------------------
+
+ISOLATION_PROBE = '''
+import os, sys
+connection_file = sys.argv[sys.argv.index("-f") + 1]
+SEES = [what for what, seen in (
+    ("its connection file (the kernel's keys)", os.path.exists(connection_file)),
+    ("the grader's environment", "GPTCOURSE_TEST_SECRET" in os.environ),
+    ("the grader's random seed", any("SEED" in k for k in os.environ)),
+    ("the reference module", "softmax" in dir(sys.modules.get("gptcourse.welcome"))),
+) if seen]
+
+def softmax(x, temperature=1.0, axis=-1):
+    if SEES:
+        raise RuntimeError("the kernel sees " + "; ".join(SEES))
+    z = np.asarray(x)
+    z = (z.astype(np.float64) if z.dtype.kind in "iub" else z) / temperature
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+'''
+
+
+def test_the_kernel_sees_neither_its_keys_nor_the_graders_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTCOURSE_TEST_SECRET", "hunter2")
+    nb = nbformat.read(str(STUBBED), as_version=4)
+    solution = next(c for c in nb.cells
+                    if c.metadata.get("gptcourse", {}).get("role") == "solution")
+    solution.source = "import numpy as np\n" + ISOLATION_PROBE
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "00_welcome.ipynb"))
+    batch = grade(folder, tmp_path / "results", limits=FAST, progress=False)
+    (result,) = batch.records[0]["results"]
+    assert result["status"] == "passed", result["message"]
