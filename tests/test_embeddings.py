@@ -248,3 +248,12 @@ def test_the_pictures_draw():
     torch.testing.assert_close(axes @ axes.T, torch.eye(2), atol=1e-5, rtol=0)
     assert E.plot_positions(E.sinusoidal_positions(16, 8)).images
     plt.close("all")
+
+
+def test_the_same_corpus_gives_the_same_vectors():
+    from gptcourse.data import generate_corpus
+
+    text = generate_corpus(500_000, seed=4)
+    first, second = E.train_word_vectors(text), E.train_word_vectors(text)
+    assert first.words == second.words and torch.equal(first.vectors, second.vectors)
+    assert first.analogy("king", "man", "woman") == second.analogy("king", "man", "woman")
