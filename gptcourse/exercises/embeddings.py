@@ -259,7 +259,8 @@ register(Exercise(
                 wrong=lambda T, C: _pe(T, C, start=1)),
         Mistake(_EXPONENT_HINT, wrong=lambda T, C: _pe(T, C, exponent=lambda i, C: i / C)),
         Mistake(_EXPONENT_HINT, wrong=lambda T, C: _pe(T, C, exponent=lambda i, C: 4 * i / C)),
-        Mistake(_EXPONENT_HINT, wrong=lambda T, C: _pe(T, C, exponent=lambda i, C: 2 * i / (C - 1))),
+        Mistake(_EXPONENT_HINT,
+                wrong=lambda T, C: _pe(T, C, exponent=lambda i, C: 2 * i / (C - 1))),
         Mistake("The frequency is 1 / 10000^(2i / C): positions are DIVIDED by 10000^(2i / C) "
                 "(or multiplied by 10000^(-2i / C)). Yours multiplies by 10000^(2i / C), so "
                 "later columns spin faster instead of slower.",
