@@ -386,3 +386,22 @@ def test_the_kernel_sees_neither_its_keys_nor_the_graders_environment(tmp_path, 
     batch = grade(folder, tmp_path / "results", limits=FAST, progress=False)
     (result,) = batch.records[0]["results"]
     assert result["status"] == "passed", result["message"]
+
+
+@pytest.mark.parametrize("lesson", sorted((ROOT / "lessons").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_lesson_is_planned_from_the_registry_whatever_its_file_is_called(lesson, tmp_path):
+    """New lessons need no change to the grader: their exercises come from the registry, by
+    the file's name or, for a renamed copy, by its cells' tags."""
+    from gptcourse.course import lesson_of_notebook
+    from gptcourse.grading.steps import Grading, Submission, copy_to_workdir, find_exercises
+    from gptcourse.grading.steps import read_notebook as read
+
+    expected = [e.id for e in registry.of_lesson(lesson_of_notebook(lesson.name).name)]
+    for name in (lesson.name, "homework.ipynb"):
+        shutil.copyfile(lesson, tmp_path / name)
+        g = Grading(Submission("x", tmp_path / name, name, None), FAST)
+        copy_to_workdir(g)
+        read(g)
+        find_exercises(g)
+        shutil.rmtree(g.workdir)
+        assert [e.id for e in g.exercises] == expected and not g.error

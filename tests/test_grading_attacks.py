@@ -18,7 +18,7 @@ import pytest
 from gptcourse.cli import main
 
 ATTACKS = Path(__file__).parent / "submissions" / "attacks"
-TIMEOUT = 10  # seconds per notebook: the others need about 2 to 4 with --jobs 2 on 2 cores
+TIMEOUT = 15  # seconds per notebook: the others need about 2 to 4 with --jobs 2 on 2 cores
 
 # learner → (status of welcome.softmax, words its message or notes must contain)
 EXPECTED = {

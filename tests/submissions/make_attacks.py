@@ -211,8 +211,9 @@ def different_lesson() -> nbformat.NotebookNode:
     """Lesson 03's exercise, solved, handed in under lesson 00's name."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("import torch\nfrom gptcourse import check"),
+        nbformat.v4.new_code_cell("from gptcourse import check"),
         nbformat.v4.new_code_cell("def causal_mask(T):\n"
+                                  "    import torch\n"
                                   "    return torch.ones(T, T, dtype=torch.bool).tril()"),
         nbformat.v4.new_code_cell('check("attention.causal_mask", causal_mask)'),
     ]
