@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="every .ipynb below it: one learner per file or per sub-folder")
     grade.add_argument("--out", type=Path, required=True, metavar="RESULTS_DIR")
     grade.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
-    grade.add_argument("--timeout", type=float, default=120,
-                       help="seconds per notebook, running it and its functions (default 120)")
+    grade.add_argument("--timeout", type=float, default=300,
+                       help="seconds per notebook, running it and its functions (default 300; "
+                            "a lesson runs in at most 180)")
     grade.add_argument("--memory", type=int, default=2048, metavar="MIB",
                        help="memory limit per notebook in MiB (enforced on Linux only)")
     grade.add_argument("--force", action="store_true",

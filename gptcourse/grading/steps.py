@@ -43,7 +43,7 @@ OUTPUT_KEPT = 20  # cell errors kept for the feedback
 
 @dataclass
 class Limits:
-    timeout: float = 120.0  # seconds for executing the notebook and evaluating its functions
+    timeout: float = 300.0  # seconds for running the notebook and its functions (lessons: <= 180)
     memory_mb: int = 2048  # address space of the kernel, where the OS enforces it
     startup_timeout: float = 60.0
 
