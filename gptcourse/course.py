@@ -22,6 +22,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("01", "tokenization", "Tokenization: from text to token ids, byte-pair encoding"),
     Lesson("02", "embeddings", "Embeddings: from token ids to vectors, and where they stand"),
     Lesson("03", "attention", "Attention: how tokens gather information from each other"),
+    Lesson("04", "feedforward", "The feed-forward network, LayerNorm and residual connections"),
 )
 
 
