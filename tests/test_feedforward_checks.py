@@ -3,11 +3,11 @@ mistake, and accept differently written correct code."""
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
-from gptcourse import check
+from catalogue import catalogue_tests
+
 
 
 # --- feedforward.gelu ------------------------------------------------------------------------
@@ -151,26 +151,5 @@ CORRECT = {
 }
 
 
-@pytest.mark.parametrize("exercise, wrong", [(e, w) for e in WRONG for w in WRONG[e]],
-                         ids=lambda x: getattr(x, "__name__", x))
-def test_wrong_implementation_is_rejected_with_a_hint_naming_the_mistake(exercise, wrong):
-    result = check(exercise, wrong)
-    assert result.status == "failed", str(result)
-    for words in WRONG[exercise][wrong]:
-        assert words in result.hint, f"{wrong.__name__}: {result.hint!r}"
-
-
-@pytest.mark.parametrize("exercise, correct", [(e, c) for e in CORRECT for c in CORRECT[e]],
-                         ids=lambda x: getattr(x, "__name__", x))
-def test_correct_variants_pass(exercise, correct):
-    for seed in (0, 1, 2):
-        result = check(exercise, correct, seed=seed)
-        assert result.passed, str(result)
-
-
-@pytest.mark.parametrize("exercise", list(CORRECT))
-def test_the_stub_is_not_attempted(exercise):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    assert check(exercise, stub).status == "not_attempted"
+(test_wrong_implementation_is_rejected_with_feedback_naming_the_mistake,
+ test_correct_variants_pass, test_the_stub_is_not_attempted) = catalogue_tests(WRONG, CORRECT)

@@ -7,18 +7,13 @@ import math
 import torch
 
 from gptcourse import attention
-from gptcourse.exercises.contract import Case, Exercise, Mistake, Outcome
+from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, Outcome, error_says
 from gptcourse.exercises.registration import register
 
 
 def _randn(generator: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=generator)
 
-
-def _error_says(*phrases: str):
-    def symptom(case: Case, outcome: Outcome) -> bool:
-        return outcome.error is not None and any(p in outcome.error.message for p in phrases)
-    return symptom
 
 
 def _got_dtype_other_than_bool(case: Case, outcome: Outcome) -> bool:
@@ -126,9 +121,7 @@ register(Exercise(
         Mistake("NaN weights come from a row whose scores are all -inf: True in the mask means "
                 "'allowed', so fill where the mask is False: scores.masked_fill(~mask, -inf).",
                 symptom=_nan_in_weights),
-        Mistake("The gradient does not flow back to q, k and v: avoid .detach(), .numpy(), "
-                "torch.no_grad() and in-place tricks inside the function.",
-                symptom=_error_says("does not require grad", "does not have a grad_fn")),
+        NO_GRADIENT,
         Mistake("Return two things: (out, weights).",
                 symptom=lambda case, outcome: isinstance(outcome.value, torch.Tensor)),
     ),
@@ -166,7 +159,7 @@ register(Exercise(
                 "(heads first, then the channels within a head), not (B, T, hs, nh).",
                 wrong=lambda x, n_head: x.view(x.size(0), x.size(1), -1, n_head)
                 .permute(0, 3, 1, 2)),
-        Mistake(_VIEW_HINT, symptom=_error_says("view size is not compatible")),
+        Mistake(_VIEW_HINT, symptom=error_says("view size is not compatible")),
     ),
     hint="B, T, C = x.shape; x.view(B, T, n_head, C // n_head).transpose(1, 2).",
 ))
@@ -191,7 +184,7 @@ register(Exercise(
         Mistake("The heads should sit side by side, each a block of hs channels: transpose "
                 "to (B, T, nh, hs) and then reshape. Yours interleaves the heads' channels.",
                 wrong=lambda x: x.permute(0, 2, 3, 1).reshape(x.size(0), x.size(2), -1)),
-        Mistake(_VIEW_HINT, symptom=_error_says("view size is not compatible")),
+        Mistake(_VIEW_HINT, symptom=error_says("view size is not compatible")),
     ),
     hint="B, nh, T, hs = x.shape; x.transpose(1, 2).reshape(B, T, nh * hs).",
 ))

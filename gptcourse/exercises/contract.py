@@ -126,6 +126,21 @@ class Mistake:
             return False
 
 
+def error_says(*phrases: str) -> Callable[["Case", Outcome], bool]:
+    """A symptom: the learner's code raised an error whose message contains one of `phrases`."""
+    def symptom(case: Case, outcome: Outcome) -> bool:
+        return outcome.error is not None and any(p in outcome.error.message for p in phrases)
+    return symptom
+
+
+# Shared by every exercise with a "gradients" case: autograd's own words when nothing flows.
+NO_GRADIENT = Mistake(
+    "The gradient does not flow back to the inputs: use torch operations only, and avoid "
+    ".detach(), .numpy(), .item(), torch.tensor(...) of a result and torch.no_grad() inside "
+    "the function, so that training can adjust what it computes.",
+    symptom=error_says("does not require grad", "does not have a grad_fn"))
+
+
 MUTATION_HINT = ("Work on new values instead of changing the caller's: `x = x - m` makes a "
                  "new array, while `x -= m` (or `x[...] = ...`) overwrites the array you were "
                  "given, which the caller may still need.")

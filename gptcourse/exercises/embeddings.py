@@ -9,14 +9,9 @@ import torch.nn.functional as F
 
 from gptcourse import embeddings
 from gptcourse.exercises.compare import Tolerance
-from gptcourse.exercises.contract import Case, Exercise, Mistake, Outcome
+from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, Outcome, error_says
 from gptcourse.exercises.registration import register
 
-
-def _error_says(*phrases: str):
-    def symptom(case: Case, outcome: Outcome) -> bool:
-        return outcome.error is not None and any(p in outcome.error.message for p in phrases)
-    return symptom
 
 
 def _value(case: Case, outcome: Outcome):
@@ -25,11 +20,6 @@ def _value(case: Case, outcome: Outcome):
     return value[0] if case.probe == "gradients" and isinstance(value, tuple) else value
 
 
-_NO_GRADIENT = Mistake(
-    "The gradient does not flow back to the inputs: avoid .detach(), .numpy(), .item(), "
-    "torch.tensor(...) of a result and torch.no_grad() inside the function, so that training "
-    "can adjust the vectors.",
-    symptom=_error_says("does not require grad", "does not have a grad_fn"))
 
 
 # --- embed -----------------------------------------------------------------------------------
@@ -95,15 +85,15 @@ register(Exercise(
                 symptom=_one_hot_guessed_classes),
         Mistake("One-hot rows (B, T, V) times the table (V, C) give (B, T, C): multiply "
                 "one_hot @ weight, with the one-hot on the left and the table as it is, not "
-                "transposed.", symptom=_error_says("cannot be multiplied")),
+                "transposed.", symptom=error_says("cannot be multiplied")),
         Mistake("F.one_hot returns integers (int64); matrix products need one dtype on both "
                 "sides: convert with .to(weight.dtype) before multiplying by weight.",
-                symptom=_error_says("same dtype", "expected scalar type", "Long")),
+                symptom=error_says("same dtype", "expected scalar type", "Long")),
         Mistake("The numbers are right but the dtype is not: return weight's dtype (float32 "
                 "in, float32 out; float64 in, float64 out). A one-hot made with .float() "
                 "turns a float64 table into float32.",
                 wrong=lambda ids, weight: weight[ids].float()),
-        _NO_GRADIENT,
+        NO_GRADIENT,
     ),
     hint="out[b, t] is row ids[b, t] of weight: weight[ids] does it for every token at once "
          "(or F.one_hot(ids, V).to(weight.dtype) @ weight, the same numbers the slow way).",
@@ -184,17 +174,17 @@ register(Exercise(
                 "keepdim=False (the default) so the last axis disappears.", symptom=_kept_dim),
         Mistake("Normalising a (..., C) vector by its (...) length needs keepdim=True, "
                 "a / a.norm(dim=-1, keepdim=True), so the lengths line up with the last axis.",
-                symptom=_error_says("must match the size of tensor")),
+                symptom=error_says("must match the size of tensor")),
         Mistake("torch.dot (and a @ b) only handles single vectors. For batches multiply "
                 "elementwise and sum over the last axis: (a * b).sum(dim=-1).",
-                symptom=_error_says("1D tensors expected", "both arguments to matmul need",
+                symptom=error_says("1D tensors expected", "both arguments to matmul need",
                                     "cannot be multiplied", "inconsistent tensor size")),
         Mistake("torch.nn.functional.cosine_similarity works along dim=1 unless told "
                 "otherwise: pass dim=-1.",
                 wrong=lambda a, b: F.cosine_similarity(a, b) if a.dim() > 1 else None),
         Mistake("torch.nn.functional.cosine_similarity works along dim=1 unless told "
-                "otherwise: pass dim=-1.", symptom=_error_says("Dimension out of range")),
-        _NO_GRADIENT,
+                "otherwise: pass dim=-1.", symptom=error_says("Dimension out of range")),
+        NO_GRADIENT,
     ),
     hint="(a * b).sum(dim=-1) divided by a.norm(dim=-1) * b.norm(dim=-1), each norm clamped "
          "to at least 1e-8 (.clamp_min(1e-8)) so a zero vector gives 0 instead of nan.",

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from gptcourse import feedforward
 from gptcourse.exercises.compare import Tolerance
-from gptcourse.exercises.contract import Case, Exercise, Mistake, Outcome
+from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, error_says
 from gptcourse.exercises.registration import register
 
 # The exact GELU and its tanh approximation differ by at most 4.8e-4; every wrong form caught
@@ -21,15 +21,7 @@ def _randn(g: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(*shape, generator=g) * scale
 
 
-def _error_says(*phrases: str):
-    def symptom(case: Case, outcome: Outcome) -> bool:
-        return outcome.error is not None and any(p in outcome.error.message for p in phrases)
-    return symptom
 
-
-_NO_GRADIENT = Mistake("The gradient does not flow back to the inputs: use torch operations "
-                       "only (no .detach(), .numpy(), math.* on tensors, or torch.no_grad()).",
-                       symptom=_error_says("does not require grad", "does not have a grad_fn"))
 
 
 # --- gelu ------------------------------------------------------------------------------------
@@ -69,7 +61,7 @@ register(Exercise(
                 wrong=lambda x: 0.5 * x * (1 + torch.erf(x))),
         Mistake("Φ(x) = 0.5 · (1 + erf(x / √2)): the factor 0.5 is missing.",
                 wrong=lambda x: x * (1 + torch.erf(x / math.sqrt(2)))),
-        _NO_GRADIENT,
+        NO_GRADIENT,
     ),
     hint="gelu(x) = 0.5 * x * (1 + torch.erf(x / math.sqrt(2))).",
 ))
@@ -110,7 +102,7 @@ register(Exercise(
     mistakes=(
         Mistake("The weights use torch.nn.Linear's layout, (out_features, in_features): "
                 "multiply by their transpose, x @ w_fc.T + b_fc.",
-                symptom=_error_says("cannot be multiplied", "size mismatch", "must match")),
+                symptom=error_says("cannot be multiplied", "size mismatch", "must match")),
         Mistake("GELU goes between the two projections, on the 4C-wide hidden layer, not after "
                 "the projection back to C.",
                 wrong=lambda *a: _mlp(*a, act_last=True)),
@@ -121,7 +113,7 @@ register(Exercise(
                 wrong=lambda *a: _mlp(*a, act=torch.relu)),
         Mistake("Add the biases: x @ w_fc.T + b_fc, and h @ w_proj.T + b_proj.",
                 wrong=lambda *a: _mlp(*a, biases=False)),
-        _NO_GRADIENT,
+        NO_GRADIENT,
     ),
     hint="h = gelu(x @ w_fc.T + b_fc); return h @ w_proj.T + b_proj.",
 ))
@@ -176,7 +168,7 @@ register(Exercise(
                 wrong=lambda x, w, b, eps=1e-5: _norm(x, w, b, eps, affine=False)),
         Mistake("Use the `eps` argument rather than a fixed number.",
                 wrong=lambda x, w, b, eps=1e-5: _norm(x, w, b, 1e-5)),
-        _NO_GRADIENT,
+        NO_GRADIENT,
     ),
     hint="mean and biased variance over dim=-1 (keepdim=True); "
          "(x - mean) / sqrt(var + eps) * weight + bias.",
