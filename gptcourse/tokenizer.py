@@ -168,76 +168,95 @@ def train_merges(chunks: Mapping[bytes, int], n_merges: int, *, first_id: int = 
     each pair starts, and a heap keyed (-count, pair) finds the next best pair. A merge then
     costs time in proportion to how often its pair occurs, not to the length of the text.
     """
-    ids: list[int] = []       # the id at each position; -1 once merged into its left neighbour
-    nxt: list[int] = []       # position of the next id in the same piece, or -1
-    prv: list[int] = []       # position of the previous id in the same piece, or -1
-    weight: list[int] = []    # how often the piece holding this position occurs
-    for chunk, count in chunks.items():
-        start, n = len(ids), len(chunk)
-        if n == 0:
-            continue
-        ids.extend(chunk)
-        nxt.extend(range(start + 1, start + n))
-        nxt.append(-1)
-        prv.append(-1)
-        prv.extend(range(start, start + n - 1))
-        weight.extend([count] * n)
+    import numpy as np
 
-    # where[pair]: the positions at which pair started when it was counted. Entries are never
-    # removed, only checked when used: a position's pair, once changed, can never come back
-    # (ids only change to new ids), so a stale entry is recognised by looking at the ids.
+    pieces = [(chunk, count) for chunk, count in chunks.items() if chunk and count > 0]
+    if not pieces or n_merges <= 0:
+        return {}
+    # The linked lists, built with numpy, then kept as Python lists (fast single items).
+    lengths = np.array([len(c) for c, _ in pieces], dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    n = int(lengths.sum())
+    ids_np = np.frombuffer(b"".join(c for c, _ in pieces), dtype=np.uint8).astype(np.int64)
+    weight_np = np.repeat(np.array([w for _, w in pieces], dtype=np.int64), lengths)
+    nxt_np = np.arange(1, n + 1, dtype=np.int64)
+    nxt_np[starts + lengths - 1] = -1          # a piece's last id has no next
+    prv_np = np.arange(-1, n - 1, dtype=np.int64)
+    prv_np[starts] = -1                         # a piece's first id has no previous
+
+    # The first counts, grouped by pair with one stable sort: positions stay left to right.
+    at = np.flatnonzero(nxt_np != -1)
+    codes = ids_np[at] * 256 + ids_np[at + 1]
+    order = np.argsort(codes, kind="stable")
+    codes, at = codes[order], at[order]
+    cuts = np.flatnonzero(np.diff(codes)) + 1
+    totals = np.add.reduceat(weight_np[at], np.r_[0, cuts]) if len(at) else np.array([])
     counts: dict[Pair, int] = {}
+    # where[pair]: positions where pair started when it was counted, left to right. Entries
+    # are never removed, only checked when used: once the pair at a position changes, it can
+    # never come back (ids only ever change to new ids), so the ids show a stale entry.
     where: dict[Pair, list[int]] = {}
-    for p, q in enumerate(nxt):
-        if q != -1:
-            pair = (ids[p], ids[q])
-            counts[pair] = counts.get(pair, 0) + weight[p]
-            where.setdefault(pair, []).append(p)
+    for code, group, total in zip(codes[np.r_[0, cuts]].tolist() if len(at) else [],
+                                  np.split(at, cuts), totals.tolist()):
+        pair = divmod(code, 256)
+        counts[pair] = int(total)
+        where[pair] = group
+    ids, nxt, prv = ids_np.tolist(), nxt_np.tolist(), prv_np.tolist()
+    weight = weight_np.tolist()
+    # The heap may hold a count that has since gone down: such an entry comes out too early,
+    # is recognised (its count differs) and goes back with the right count. Counts only go up
+    # for the pairs a merge creates, and those are pushed after each merge.
     heap = [(-c, pair) for pair, c in counts.items()]
     heapq.heapify(heap)
 
     merges: Merges = {}
     bar = _progress_bar(n_merges, "training BPE") if progress else None
     new_id = first_id
+    get = counts.get
     while len(merges) < n_merges and heap:
         neg_count, pair = heapq.heappop(heap)
-        if counts.get(pair, 0) != -neg_count or neg_count == 0:
-            continue  # stale: the count changed since this entry was pushed
+        current = get(pair, 0)
+        if current != -neg_count:
+            if current > 0:
+                heapq.heappush(heap, (-current, pair))
+            continue
         a, b = pair
-        touched: set[Pair] = set()
-        for p in sorted(where.pop(pair)):  # left to right, as merge_pair scans
+        created: set[Pair] = set()
+        positions = where.pop(pair)
+        for p in positions.tolist() if isinstance(positions, np.ndarray) else positions:
             q = nxt[p]
             if ids[p] != a or q == -1 or ids[q] != b:
                 continue  # stale, or consumed by the previous, overlapping occurrence
             w, left, right = weight[p], prv[p], nxt[q]
             if left != -1:  # (left, a) becomes (left, new)
-                old = (ids[left], a)
-                counts[old] -= w
-                new = (old[0], new_id)
-                counts[new] = counts.get(new, 0) + w
-                where.setdefault(new, []).append(left)
-                touched.add(old)
-                touched.add(new)
+                x = ids[left]
+                counts[(x, a)] -= w
+                new = (x, new_id)
+                counts[new] = get(new, 0) + w
+                if new in created:
+                    where[new].append(left)
+                else:
+                    created.add(new)
+                    where[new] = [left]
             if right != -1:  # (b, right) becomes (new, right)
-                old = (b, ids[right])
-                counts[old] -= w
-                new = (new_id, old[1])
-                counts[new] = counts.get(new, 0) + w
-                where.setdefault(new, []).append(p)
-                touched.add(old)
-                touched.add(new)
+                y = ids[right]
+                counts[(b, y)] -= w
+                new = (new_id, y)
+                counts[new] = get(new, 0) + w
+                if new in created:
+                    where[new].append(p)
+                else:
+                    created.add(new)
+                    where[new] = [p]
                 prv[right] = p
-            ids[p], ids[q] = new_id, -1
+            ids[p] = new_id
+            ids[q] = -1
             nxt[p] = right
         counts.pop(pair, None)
-        touched.discard(pair)
-        for changed in touched:
-            c = counts.get(changed, 0)
+        for new in created:
+            c = counts[new]
             if c > 0:
-                heapq.heappush(heap, (-c, changed))
-            elif changed in counts:
-                del counts[changed]
-                where.pop(changed, None)
+                heapq.heappush(heap, (-c, new))
         merges[pair] = new_id
         new_id += 1
         if bar is not None:
