@@ -86,8 +86,12 @@ def _nbgrader(grade_id: str, *, solution: bool) -> dict:
             "schema_version": 3, "solution": solution, "task": False}
 
 
-def lesson_from_solution(solution, name: str = "notebook"):
-    """The learner's notebook made from a solution notebook (which is left unchanged)."""
+def lesson_from_solution(solution, name: str = "notebook", *, stubs: bool = True):
+    """The learner's notebook made from a solution notebook (which is left unchanged).
+
+    With stubs=False the solution code and its markers stay: that is an nbgrader *source*
+    notebook, from which nbgrader's generate_assignment makes its own release.
+    """
     nb = nbformat.from_dict(solution)
     nb.metadata = nbformat.from_dict({k: v for k, v in nb.metadata.items() if k in KEPT_METADATA})
     for i, cell in enumerate(nb.cells):
@@ -103,7 +107,8 @@ def lesson_from_solution(solution, name: str = "notebook"):
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-            cell.source = stub_source(cell.source, f"{name}: cell {i}: ")
+            if stubs:
+                cell.source = stub_source(cell.source, f"{name}: cell {i}: ")
     for solution_index, check_index, exercise in exercise_cells(solution):
         grade_id = exercise.replace(".", "_")
         nb.cells[solution_index].metadata.nbgrader = _nbgrader(grade_id, solution=True)
@@ -137,6 +142,18 @@ class Build:
 
     changed: list[Path]
     orphans: list[Path]
+
+
+def write_nbgrader_source(solutions: Path, folder: Path) -> list[Path]:
+    """Write every solution notebook, tagged and with outputs cleared, into `folder`: an
+    nbgrader source assignment (source/<assignment>/) for instructors who grade with nbgrader."""
+    written = []
+    for source in sorted(solutions.glob("*.ipynb")):
+        nb = lesson_from_solution(read_notebook(source), source.name, stubs=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / source.name, notebook_text(nb))
+        written.append(folder / source.name)
+    return written
 
 
 def build_lessons(solutions: Path, lessons: Path, *, check: bool = False) -> Build:

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="write nothing; exit 1 if lessons/ is not what solutions/ generates")
     build.add_argument("--run-solutions", action="store_true",
                        help="first re-run every solution notebook, refreshing its outputs")
+    build.add_argument("--nbgrader-source", type=Path, metavar="DIR",
+                       help="also write the tagged solutions to DIR, as an nbgrader source "
+                            "assignment (nbgrader's generate_assignment makes the release)")
     build.add_argument("--solutions", type=Path, default=Path("solutions"))
     build.add_argument("--lessons", type=Path, default=Path("lessons"))
 
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_lessons(args) -> int:
-    from gptcourse.authoring import build_lessons, notebook_text, read_notebook, write_atomically
+    from gptcourse.authoring import (build_lessons, notebook_text, read_notebook,
+                                     write_atomically, write_nbgrader_source)
     from gptcourse.execution import execute
 
     if not args.solutions.is_dir():
@@ -80,6 +84,9 @@ def _build_lessons(args) -> int:
             run = execute(read_notebook(path), path.parent, allow_errors=False)
             write_atomically(path, notebook_text(run.notebook))
             print(f"  {run.seconds:.1f} s", file=sys.stderr)
+    if args.nbgrader_source:
+        for path in write_nbgrader_source(args.solutions, args.nbgrader_source):
+            print(f"wrote {path}")
     build = build_lessons(args.solutions, args.lessons, check=args.check)
     for orphan in build.orphans:
         print(f"{orphan}: no solutions/{orphan.name} generates it (delete it, or add the "

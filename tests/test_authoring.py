@@ -135,3 +135,16 @@ def test_every_solution_check_cell_compares_its_output_under_nbval():
                 assert "✓" in "".join(o.get("data", {}).get("text/plain", "")
                                       for o in solution_cell.outputs), \
                     f"{path.name}: the stored output of a check cell is not a pass"
+
+
+def test_an_nbgrader_source_keeps_the_solutions_and_carries_the_tags(tmp_path):
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    nbformat.write(solution_notebook(), solutions / "00_welcome.ipynb")
+    assert main(["build-lessons", "--nbgrader-source", str(tmp_path / "source" / "welcome"),
+                 "--solutions", str(solutions), "--lessons", str(tmp_path / "lessons")]) == 0
+    source = nbformat.read(tmp_path / "source" / "welcome" / "00_welcome.ipynb", 4)
+    answer = source.cells[1]
+    assert answer.source == SOLUTION_CELL and answer.outputs == []
+    assert answer.metadata.nbgrader["solution"] and answer.metadata.nbgrader["grade_id"] == \
+        "welcome_double"

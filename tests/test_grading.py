@@ -352,6 +352,28 @@ def test_nbgrader_generate_assignment_accepts_a_lesson(tmp_path):
     assert checks and all(c.source.startswith("check(") for c in checks)
 
 
+@pytest.mark.skipif(not NBGRADER, reason="nbgrader is not installed in this environment "
+                                         "(pip install nbgrader to run this test)")
+def test_nbgrader_releases_from_the_tagged_solutions_keep_each_functions_signature(tmp_path):
+    from gptcourse.cli import main
+
+    source = tmp_path / "source" / "welcome"
+    assert main(["build-lessons", "--nbgrader-source", str(source), "--solutions",
+                 str(STUBBED.parents[1] / "solutions"), "--lessons", str(tmp_path / "lessons")]) == 0
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", "welcome",
+         f"--CourseDirectory.root={tmp_path}",
+         f"--CourseDirectory.db_url=sqlite:///{tmp_path / 'gradebook.db'}"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    released = nbformat.read(str(tmp_path / "release" / "welcome" / STUBBED.name), as_version=4)
+    answers = [c.source for c in released.cells
+               if c.metadata.get("gptcourse", {}).get("role") == "solution"]
+    assert answers and all(a.startswith("def softmax(x, temperature=1.0, axis=-1):")
+                           and "NotImplementedError" in a and "np.exp" not in a for a in answers)
+
+
 # --- what the learner's kernel can see ------------------------------------------------------
 
 ISOLATION_PROBE = '''
