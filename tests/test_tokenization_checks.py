@@ -4,7 +4,8 @@ mistake, and accept differently written correct code."""
 import random
 from collections import Counter, defaultdict
 
-import pytest
+
+from catalogue import catalogue_tests
 
 from gptcourse import check
 
@@ -352,30 +353,9 @@ CORRECT = {
 }
 
 
-@pytest.mark.parametrize("exercise, wrong", [(e, w) for e in WRONG for w in WRONG[e]],
-                         ids=lambda x: getattr(x, "__name__", x))
-def test_wrong_implementation_is_rejected_with_a_hint_naming_the_mistake(exercise, wrong):
-    result = check(exercise, wrong)
-    assert result.status == "failed", str(result)
-    said = result.hint + result.message
-    for words in WRONG[exercise][wrong]:
-        assert words in said, f"{wrong.__name__}: {result}"
-
-
-@pytest.mark.parametrize("exercise, correct", [(e, c) for e in CORRECT for c in CORRECT[e]],
-                         ids=lambda x: getattr(x, "__name__", x))
-def test_correct_variants_pass(exercise, correct):
-    for seed in (0, 1, 2):
-        result = check(exercise, correct, seed=seed)
-        assert result.passed, str(result)
-
-
-@pytest.mark.parametrize("exercise", list(CORRECT))
-def test_the_stub_is_not_attempted(exercise):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    assert check(exercise, stub).status == "not_attempted"
+(test_wrong_implementation_is_rejected_with_feedback_naming_the_mistake,
+ test_correct_variants_pass, test_the_stub_is_not_attempted) = catalogue_tests(
+    WRONG, CORRECT, feedback=lambda result: result.hint + result.message)
 
 
 def test_random_tie_breaking_is_caught_on_every_seed():
