@@ -329,20 +329,25 @@ def test_progress_without_results_says_so(tmp_path, capsys):
 NBGRADER = importlib.util.find_spec("nbgrader") is not None
 
 
+def nbgrader_release(root: Path):
+    """Run nbgrader's generate_assignment on root/source/welcome; the released lesson 00."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", "welcome",
+         f"--CourseDirectory.root={root}",
+         f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}"],
+        capture_output=True, text=True, timeout=240, cwd=root, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return nbformat.read(str(root / "release" / "welcome" / STUBBED.name), as_version=4)
+
+
 @pytest.mark.skipif(not NBGRADER, reason="nbgrader is not installed in this environment "
                                          "(pip install nbgrader to run this test)")
 def test_nbgrader_generate_assignment_accepts_a_lesson(tmp_path):
     source = tmp_path / "source" / "welcome"
     source.mkdir(parents=True)
     shutil.copyfile(STUBBED, source / STUBBED.name)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", "welcome",
-         f"--CourseDirectory.root={tmp_path}",
-         f"--CourseDirectory.db_url=sqlite:///{tmp_path / 'gradebook.db'}"],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
-    released = nbformat.read(str(tmp_path / "release" / "welcome" / STUBBED.name), as_version=4)
+    released = nbgrader_release(tmp_path)
     lesson = nbformat.read(str(STUBBED), as_version=4)
     tagged = [(c.metadata.nbgrader["grade_id"], c.metadata.nbgrader["locked"]) for c in
               released.cells if "nbgrader" in c.metadata]
@@ -360,14 +365,7 @@ def test_nbgrader_releases_from_the_tagged_solutions_keep_each_functions_signatu
     source = tmp_path / "source" / "welcome"
     assert main(["build-lessons", "--nbgrader-source", str(source), "--solutions",
                  str(STUBBED.parents[1] / "solutions"), "--lessons", str(tmp_path / "lessons")]) == 0
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", "welcome",
-         f"--CourseDirectory.root={tmp_path}",
-         f"--CourseDirectory.db_url=sqlite:///{tmp_path / 'gradebook.db'}"],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
-    released = nbformat.read(str(tmp_path / "release" / "welcome" / STUBBED.name), as_version=4)
+    released = nbgrader_release(tmp_path)
     answers = [c.source for c in released.cells
                if c.metadata.get("gptcourse", {}).get("role") == "solution"]
     assert answers and all(a.startswith("def softmax(x, temperature=1.0, axis=-1):")
