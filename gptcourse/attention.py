@@ -55,6 +55,33 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, nh * hs)
 
 
+class KVCache:
+    """The keys and values of the tokens one attention layer has already seen.
+
+    When generating, each new token needs its own query but the keys and values of every token
+    before it, and those never change: keep them, and each step computes one token's worth of
+    work instead of the whole prefix again. Buffers (B, nh, max_len, hs), filled from the left.
+    """
+
+    def __init__(self, batch_size: int, n_head: int, max_len: int, head_size: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
+        self.k = torch.zeros(batch_size, n_head, max_len, head_size, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0  # tokens stored so far
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, nh, T, hs) after the tokens already there; return all keys and values
+        so far, (B, nh, length, hs) each."""
+        end = self.length + k.size(2)
+        if end > self.k.size(2):
+            raise ValueError(f"the cache holds at most {self.k.size(2)} tokens; "
+                             f"{end} do not fit")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
 class MultiHeadAttention(nn.Module):
     """Causal self-attention with nh heads: project to q, k, v, attend per head, merge,
     project back."""
@@ -67,17 +94,30 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # the three projections in one
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
 
-    def forward(self, x: torch.Tensor, return_weights: bool = False):
+    def forward(self, x: torch.Tensor, return_weights: bool = False,
+                cache: KVCache | None = None):
         """x: (B, T, C) -> (B, T, C); with return_weights, also the weights (B, nh, T, T).
 
-        Without weights to return, torch's fused kernel does the same computation faster.
+        With a cache, x holds only the tokens after those cached: they attend to the cached
+        tokens and to each other causally, and their keys and values join the cache. Without
+        weights to return, torch's fused kernel does the same computation faster.
         """
         q, k, v = (split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1))
-        if return_weights:
-            mask = causal_mask(x.size(1)).to(x.device)
-            out, weights = scaled_dot_product_attention(q, k, v, mask)
-            return self.proj(merge_heads(out)), weights
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.append(k, v)  # (B, nh, past + T, hs)
+        T = q.size(2)
+        if return_weights or (past and T > 1):
+            # Query i sits at position past + i and may see keys 0 .. past + i.
+            mask = causal_mask(past + T)[past:].to(x.device)  # (T, past + T)
+            if return_weights:
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return self.proj(merge_heads(out)), weights
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            # No past: the usual causal mask; one new token after a past: it sees everything.
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=not past)
         return self.proj(merge_heads(out))
 
 
