@@ -175,6 +175,28 @@ class GPT(nn.Module):
                         top_p=top_p, use_cache=use_cache, generator=generator)
 
 
+# --- where the parameters live ---------------------------------------------------------------
+
+def parameter_groups(config: GPTConfig) -> dict[str, int]:
+    """The parameter count of each part of the model, from its config alone."""
+    C, b = config.n_embd, int(config.bias)
+    layer_norm = C + b * C  # weight (and bias)
+    attention = C * 3 * C + b * 3 * C + C * C + b * C  # q, k, v in one matrix; the projection
+    mlp = C * 4 * C + b * 4 * C + 4 * C * C + b * C  # widen to 4C, back to C
+    return {
+        "token embedding (= output head)": config.vocab_size * C,
+        "position embedding": config.block_size * C,
+        "attention": config.n_layer * attention,
+        "feed-forward": config.n_layer * mlp,
+        "LayerNorms": (2 * config.n_layer + 1) * layer_norm,  # two per block, one at the end
+    }
+
+
+def parameter_count(config: GPTConfig) -> int:
+    """The number of parameters of GPT(config), the tied head counted once."""
+    return sum(parameter_groups(config).values())
+
+
 # --- GPT-2 weights ---------------------------------------------------------------------------
 
 # Hugging Face's GPT-2 names, and ours. Its `Conv1D` layers store weights as (in, out), the

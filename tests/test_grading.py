@@ -28,6 +28,7 @@ from gptcourse.grading import codec, find_submissions, grade
 from gptcourse.grading.results import (COLUMNS, feedback_html, load_records, safe_name,
                                        write_atomically)
 from gptcourse.grading.steps import Limits
+from gptcourse.model import GPTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVED, STUBBED = ROOT / "solutions" / "00_welcome.ipynb", ROOT / "lessons" / "00_welcome.ipynb"
@@ -193,6 +194,7 @@ VALUES = [
     np.arange(6, dtype=np.float32).reshape(2, 3), np.array([True, False]), np.float32(1.5),
     np.int64(7), np.zeros((0, 3)), torch.arange(4.0).reshape(2, 2), torch.tensor([1, 2]),
     torch.ones(3, dtype=torch.bfloat16), torch.ones(2, 2).tril().bool(),
+    GPTConfig(vocab_size=7, block_size=3, n_layer=2, n_head=1, n_embd=5, bias=False),
 ]
 
 
@@ -243,6 +245,9 @@ def test_what_cannot_cross_arrives_as_a_stand_in_that_no_check_accepts():
     {"$tuple": "abc"},
     {"$dict": [[[1], 2]]},  # an unhashable key
     {"__class__": "os.system"},
+    {"$gptconfig": {"vocab_size": 0, "block_size": 1, "n_layer": 1, "n_head": 1, "n_embd": 1,
+                    "bias": True}},  # GPTConfig refuses it
+    {"$gptconfig": {"vocab_size": "os.system"}},
 ])
 def test_malformed_or_dangerous_data_is_refused(bad):
     with pytest.raises(codec.CodecError):

@@ -3,7 +3,8 @@
 The grader sends cases to the learner's process and gets outcomes back. Unpickling what an
 untrusted process sends is running its code, so both directions use this encoding instead:
 None, bools, ints, floats (NaN and ±inf too), strings, bytes, lists, tuples, dicts (any keys
-this encoding allows), sets, numpy arrays and scalars of plain numeric dtypes, and torch tensors.
+this encoding allows), sets, numpy arrays and scalars of plain numeric dtypes, torch tensors,
+and the course's `GPTConfig` (rebuilt from its whole-number and yes/no fields).
 Everything else the learner returns arrives as an `Unreceivable` stand-in, which no check
 accepts, so such a case fails with a message naming the type.
 
@@ -101,7 +102,14 @@ def _encode(x: Any, depth: int) -> Any:
         return {"$dict": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in x.items()]}
     if type(x) in (set, frozenset):
         return {"$set" if type(x) is set else "$frozenset": [_encode(v, depth + 1) for v in x]}
+    if _is_gpt_config(x):
+        return {"$gptconfig": {name: getattr(x, name) for name in x.__dataclass_fields__}}
     raise CodecError(f"values of type {type(x).__name__} cannot be sent")
+
+
+def _is_gpt_config(x: Any) -> bool:
+    # by name, so that encoding a case never imports torch for a lesson that has none
+    return type(x).__name__ == "GPTConfig" and type(x).__module__ == "gptcourse.model"
 
 
 def _encode_tensor(x: Any) -> dict:
@@ -196,6 +204,8 @@ def _decode(x: Any, depth: int) -> Any:
         return _decode_tensor(x)
     if tag == "$unreceivable":
         return unreceivable(x[tag], x.get("repr", ""))
+    if tag == "$gptconfig":
+        return _decode_gpt_config(x[tag])
     raise CodecError(f"unknown tag {str(tag)[:40]!r}")
 
 
@@ -213,6 +223,15 @@ def _decode_tensor(x: dict) -> Any:
     if x.get("requires_grad") is True and t.is_floating_point():
         t.requires_grad_(True)
     return t
+
+
+def _decode_gpt_config(fields: Any) -> Any:
+    from gptcourse.model import GPTConfig
+
+    if not isinstance(fields, dict) or set(fields) != set(GPTConfig.__dataclass_fields__) or \
+            not all(type(v) in (int, bool) for v in fields.values()):
+        raise CodecError("bad GPTConfig")
+    return GPTConfig(**fields)  # validates its own values
 
 
 def decode_value(x: Any) -> Any:
