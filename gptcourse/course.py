@@ -23,6 +23,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("02", "embeddings", "Embeddings: from token ids to vectors, and where they stand"),
     Lesson("03", "attention", "Attention: how tokens gather information from each other"),
     Lesson("04", "feedforward", "The feed-forward network, LayerNorm and residual connections"),
+    Lesson("05", "gpt_model", "The whole GPT: blocks, the stack, the output head"),
 )
 
 
