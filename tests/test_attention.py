@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptcourse.attention import (MultiHeadAttention, causal_mask, merge_heads,
+from gptcourse.attention import (KVCache, MultiHeadAttention, causal_mask, merge_heads,
                                  scaled_dot_product_attention, split_heads)
 
 
@@ -29,6 +29,30 @@ def test_multi_head_attention_matches_torchs_fused_attention(B, T, C, nh):
     torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-5)
     assert weights.shape == (B, nh, T, T)
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, nh, T))
+
+
+@pytest.mark.parametrize("chunks", [(5, 1, 1, 3), (1,) * 10, (10,), (4, 6)])
+def test_attention_with_a_kv_cache_equals_the_full_pass(chunks):
+    torch.manual_seed(0)
+    module, x = MultiHeadAttention(24, 3), torch.randn(2, sum(chunks), 24)
+    expected, expected_weights = module(x, return_weights=True)
+    cache, start, outs = KVCache(2, 3, max_len=16, head_size=8), 0, []
+    for n in chunks:
+        fast = module(x[:, start:start + n], cache=cache)
+        cache.length = start  # again, returning the weights this time
+        explicit, weights = module(x[:, start:start + n], return_weights=True, cache=cache)
+        torch.testing.assert_close(fast, explicit, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(weights, expected_weights[:, :, start:start + n, :start + n])
+        outs.append(fast)
+        start += n
+    torch.testing.assert_close(torch.cat(outs, dim=1), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_full_kv_cache_refuses_more_tokens():
+    cache = KVCache(1, 2, max_len=4, head_size=3)
+    cache.append(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="at most 4 tokens"):
+        cache.append(torch.zeros(1, 2, 2, 3), torch.zeros(1, 2, 2, 3))
 
 
 def test_no_token_sees_the_future():
