@@ -25,7 +25,7 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """logits (..., V) with all but the k largest of each row set to -inf (ties at the k-th
     value are kept). k at least 1; k >= V keeps everything."""
-    if not (isinstance(k, int) and k >= 1):
+    if not _is_count(k):
         raise ValueError(f"k must be a whole number >= 1, got {k!r}")
     k = min(k, logits.size(-1))
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1)
@@ -41,6 +41,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """
     if not 0 < p <= 1:
         raise ValueError(f"p must be in (0, 1], got {p}")
+    if p == 1:  # everything: in float32 the running sum can reach 1 before the last tokens
+        return logits.clone()
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     before = torch.cumsum(probs, dim=-1) - probs  # probability of the tokens ranked above
@@ -67,8 +69,14 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
+def _is_count(k) -> bool:
+    """A whole number >= 1 (neither True nor 2.0)."""
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
+
+
 def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
-                    top_k: int | None, top_p: float | None, block_size: int) -> None:
+                    top_k: int | None, top_p: float | None, config) -> None:
+    block_size, vocab_size = config.block_size, config.vocab_size
     if idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"expected the prompt as integer token ids of shape (B, T), got "
                          f"{idx.dtype} of shape {tuple(idx.shape)}; for one prompt, "
@@ -79,11 +87,16 @@ def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
     if idx.size(1) > block_size:
         raise ValueError(f"the prompt has {idx.size(1)} tokens but the model's context holds "
                          f"block_size={block_size}; keep its last {block_size} tokens")
-    if not (isinstance(max_new_tokens, int) and max_new_tokens >= 0):
+    if idx.min() < 0 or idx.max() >= vocab_size:
+        raise ValueError(f"the prompt holds token ids from {idx.min().item()} to "
+                         f"{idx.max().item()}, but the model knows ids 0 to {vocab_size - 1}; "
+                         f"was it encoded with this model's tokenizer?")
+    if not (isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool)
+            and max_new_tokens >= 0):
         raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-    if temperature < 0:
+    if not temperature >= 0:  # NaN too
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
+    if top_k is not None and not _is_count(top_k):
         raise ValueError(f"top_k must be a whole number >= 1 or None, got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
@@ -102,7 +115,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     position would change), so from there on both ways recompute the window.
     """
     block_size = model.config.block_size
-    _check_settings(idx, max_new_tokens, temperature, top_k, top_p, block_size)
+    _check_settings(idx, max_new_tokens, temperature, top_k, top_p, model.config)
     was_training = model.training
     model.eval()
     try:
