@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from catalogue import catalogue_tests
 
 
-
 # --- feedforward.gelu ------------------------------------------------------------------------
 
 def gelu_as_relu(x):

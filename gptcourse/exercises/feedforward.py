@@ -21,9 +21,6 @@ def _randn(g: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(*shape, generator=g) * scale
 
 
-
-
-
 # --- gelu ------------------------------------------------------------------------------------
 
 def _gelu_cases(seed: int) -> list[Case]:
