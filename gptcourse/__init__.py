@@ -7,4 +7,13 @@ the reference implementations live in one module per lesson (`gptcourse.welcome`
 from gptcourse.exercises import CheckResult, check
 
 __version__ = "0.1.0"
-__all__ = ["CheckResult", "check"]
+__all__ = ["CheckResult", "check", "load_course_model"]
+
+
+def load_course_model(device: str | None = "cpu"):
+    """(model, tokenizer): the small GPT pretrained on the course's stories that ships with
+    the package (see `gptcourse.course_model`), read offline. A function rather than an
+    import so that `import gptcourse` stays fast and does not load torch."""
+    from gptcourse.course_model import load_course_model as load
+
+    return load(device)

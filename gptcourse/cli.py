@@ -4,6 +4,7 @@
   gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
   gptcourse grade SUBMISSIONS_DIR --out RESULTS_DIR      grade submitted notebooks (untrusted)
   gptcourse progress RESULTS_DIR                         exercises × learners, table + heatmap
+  gptcourse train --out DIR [--resume] [--ship]          pretrain a GPT (the course model's recipe)
 
 Exit codes: 0 success; 1 something to fix (a failed check, a stale lesson); 2 bad input.
 """
@@ -56,8 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     progress.add_argument("--png", type=Path, default=None,
                           help="heatmap file (default RESULTS_DIR/progress.png)")
 
+    train = commands.add_parser("train", help="pretrain a GPT, by default with the course "
+                                              "model's recipe (as lesson 07 does)")
+    train.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="where the run writes checkpoint.pt (at every evaluation) and "
+                            "training_log.json")
+    train.add_argument("--steps", type=int, default=None,
+                       help="length of the learning-rate schedule (default: the recipe's)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved in DIR/checkpoint.pt on the same curve")
+    train.add_argument("--seed", type=int, default=None, help="seed (default: the recipe's, 0)")
+    train.add_argument("--device", default=None,
+                       help="cpu, cuda or mps (default: CUDA when present, else the CPU)")
+    train.add_argument("--text", type=Path, default=None, metavar="FILE",
+                       help="train on this UTF-8 text file instead of the generated stories")
+    train.add_argument("--ship", action="store_true",
+                       help="at the end, write the model into the package as the course model")
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "train":
+            return _train(args)
         if args.command == "build-lessons":
             return _build_lessons(args)
         if args.command == "grade":
@@ -166,4 +186,56 @@ def _progress(args) -> int:
     print(text_table(progress))
     png = heatmap(progress, args.png or args.results / "progress.png")
     print(f"heatmap: {png}")
+    return 0
+
+
+def _train(args) -> int:
+    import dataclasses
+    import json
+    import shlex
+
+    from gptcourse.checkpoint import load_checkpoint, save_checkpoint
+    from gptcourse.course_model import RECIPE, course_data, ship
+    from gptcourse.pretraining import TrainingRun, train
+
+    checkpoint = args.out / "checkpoint.pt"
+    if args.ship and args.text is not None:
+        raise ValueError("--ship writes the course model, which is trained on the course "
+                         "corpus: leave out --text")
+    if args.resume:
+        if args.steps is not None or args.seed is not None:
+            raise ValueError("--resume continues the saved run with its own settings; leave "
+                             "out --steps and --seed")
+        run = load_checkpoint(checkpoint, device=args.device)
+        _, train_ids, val_ids = course_data(args.text, tokenizer=run.tokenizer)
+        print(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
+    else:
+        if checkpoint.exists():
+            raise ValueError(f"{checkpoint} exists: pass --resume to continue it, or choose "
+                             f"another --out")
+        changes = {} if args.seed is None else {"seed": args.seed}
+        if args.steps is not None:  # a shorter run warms up for at most a tenth of it
+            changes.update(steps=args.steps, warmup=min(RECIPE.warmup, args.steps // 10))
+        settings = dataclasses.replace(RECIPE, **changes)
+        tokenizer, train_ids, val_ids = course_data(args.text)
+        run = TrainingRun.start(tokenizer, settings, device=args.device)
+        print(f"training {run.model.num_parameters():,} parameters on "
+              f"{len(train_ids):,} tokens for {settings.steps} steps on {run.device}")
+
+    def save(run: TrainingRun) -> None:
+        save_checkpoint(checkpoint, run)
+
+    train(run, train_ids, val_ids, save=save)
+    last = run.log[-1]
+    print(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
+          f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
+    print(f"sample: {last.get('sample', '')!r}")
+    log = args.out / "training_log.json"
+    log.write_text(json.dumps(run.log, indent=1) + "\n", encoding="utf-8")
+    if run.step < run.settings.steps:
+        print(f"stopped early; continue with: gptcourse train --out {args.out} --resume")
+        return 1
+    if args.ship:
+        path = ship(run, command=f"gptcourse train --out {shlex.quote(str(args.out))} --ship")
+        print(f"shipped the course model: {path}")
     return 0

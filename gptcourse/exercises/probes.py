@@ -41,7 +41,19 @@ def gradients(fn: Callable, args: tuple, kwargs: dict) -> tuple[Any, tuple]:
     return shown, tuple(g if g is None else g.detach() for g in grads)
 
 
+def seeded(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    """fn with kwargs["generator"], given as a seed, turned into a torch.Generator seeded with
+    it. The case stays plain data (a Generator cannot cross to a grader, and the call advances
+    it, which is its job, not a change to the caller's data); the same seed gives the learner's
+    function and the reference the same random numbers."""
+    import torch
+
+    kwargs = {**kwargs, "generator": torch.Generator().manual_seed(kwargs["generator"])}
+    return fn(*args, **kwargs)
+
+
 PROBES: dict[str, Callable[[Callable, tuple, dict], Any]] = {
     "plain": plain,
     "gradients": gradients,
+    "seeded": seeded,
 }

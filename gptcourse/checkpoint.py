@@ -1,0 +1,173 @@
+"""Checkpoints that never lose work: a training run saved to one file and restored from it.
+
+A checkpoint holds everything `TrainingRun` needs to continue the same curve: the model's
+config and weights, the tokenizer, the settings, the step, the optimiser's state, the state of
+the generator that draws the batches, the log and the time spent. It contains only tensors,
+numbers, strings, lists and dicts, so `torch.load(..., weights_only=True)` reads it without
+running any code from the file.
+
+Saving is atomic: the checkpoint is written to a temporary file beside the target, flushed to
+the disk, then renamed over the target in one step. A run killed while saving leaves the
+previous checkpoint as it was (and at worst a stray temporary file), never half of a new one.
+Loading checks the file before building anything and says what does not match.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gptcourse.model import GPT, GPTConfig
+from gptcourse.pretraining import TrainingRun, TrainSettings, make_optimizer, pick_device
+from gptcourse.tokenizer import Tokenizer
+
+FORMAT = "gptcourse checkpoint 1"
+_KEYS = ("format", "config", "model", "tokenizer", "settings", "step", "log", "seconds")
+
+
+# --- the tokenizer as plain data -------------------------------------------------------------
+
+def tokenizer_to_dict(tokenizer: Tokenizer) -> dict:
+    return {"merges": [[a, b, c] for (a, b), c in tokenizer.merges.items()],
+            "pattern": tokenizer.pattern, "special_tokens": dict(tokenizer.special_tokens),
+            "byte_ids": list(tokenizer.byte_ids)}
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    return Tokenizer({(a, b): c for a, b, c in data["merges"]}, data["pattern"],
+                     data["special_tokens"], data["byte_ids"])
+
+
+# --- saving ----------------------------------------------------------------------------------
+
+def save_checkpoint(path: str | os.PathLike, run: TrainingRun, *, with_optimizer: bool = True,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write `run` to `path` atomically; returns the path.
+
+    with_optimizer=False leaves out the optimiser and generator states (a model to use, not a
+    run to resume), and dtype (torch.float16, torch.bfloat16) stores the weights smaller.
+    """
+    path = Path(path)
+    weights = {name: (t.detach().to("cpu", dtype) if dtype and t.is_floating_point()
+                      else t.detach().cpu())
+               for name, t in run.model.state_dict().items()}
+    weights.pop("lm_head.weight", None)  # tied to wte.weight; stored once
+    content = {
+        "format": FORMAT,
+        "config": dict(vars(run.model.config)),
+        "model": weights,
+        "tokenizer": tokenizer_to_dict(run.tokenizer),
+        "settings": run.settings.as_dict(),
+        "step": run.step,
+        "log": run.log,
+        "seconds": run.seconds,
+    }
+    if with_optimizer:
+        content["optimizer"] = _to_cpu(run.optimizer.state_dict())
+        content["generator"] = run.generator.get_state()
+    _write_atomically(path, content)
+    return path
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _write_atomically(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp's private 0o600 would make a shipped file unreadable
+        with os.fdopen(fd, "wb") as f:
+            torch.save(content, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # the one step that switches old to new
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint; the message says what is wrong with it."""
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | None = "cpu") -> TrainingRun:
+    """The run saved at `path`, on `device` (see `pick_device`; None picks CUDA when present).
+
+    Raises CheckpointError naming what is wrong (missing, corrupt, another format, weights
+    that do not fit the config, a tokenizer larger than the model's vocabulary) before any
+    model is built. A checkpoint saved without its optimiser loads with a fresh one: the
+    model can be used or trained further, but not resumed on the same curve.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, cut short, or "
+                              f"not written by gptcourse): {exc}") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        found = content.get("format") if isinstance(content, dict) else type(content).__name__
+        raise CheckpointError(f"{path}: expected a {FORMAT!r} file, found {found!r}")
+    missing = [k for k in _KEYS if k not in content]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}")
+    try:
+        config = GPTConfig(**content["config"])
+        settings = TrainSettings(**content["settings"])
+        tokenizer = tokenizer_from_dict(content["tokenizer"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its config, settings or tokenizer cannot be read: "
+                              f"{exc}") from None
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but "
+                              f"the model's vocab_size is {config.vocab_size}")
+    weights = dict(content["model"])
+    _check_weights(path, config, weights)
+    weights["lm_head.weight"] = weights["wte.weight"]
+
+    model = GPT(config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in weights.items()})
+    model.to(pick_device(device))
+    optimizer = make_optimizer(model, settings.max_lr, settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    if "optimizer" in content:
+        try:
+            optimizer.load_state_dict(content["optimizer"])
+            generator.set_state(content["generator"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: the optimiser state does not fit the model: "
+                                  f"{exc}") from None
+    return TrainingRun(model, tokenizer, settings, optimizer, generator, step=content["step"],
+                       log=list(content["log"]), seconds=content["seconds"])
+
+
+def _check_weights(path: Path, config: GPTConfig, weights: dict) -> None:
+    """Every weight the config's model has, in its shape, and nothing else."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        expected = {k: v.shape for k, v in GPT(config).state_dict().items()
+                    if k != "lm_head.weight"}
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: the weights do not match the config {config}: "
+                              f"missing {missing[:5]}, unexpected {extra[:5]}")
+    for name, shape in expected.items():
+        if weights[name].shape != shape:
+            raise CheckpointError(f"{path}: weight {name} has shape "
+                                  f"{tuple(weights[name].shape)}, but the config {config} "
+                                  f"needs {tuple(shape)}")
