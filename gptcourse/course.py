@@ -24,6 +24,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("03", "attention", "Attention: how tokens gather information from each other"),
     Lesson("04", "feedforward", "The feed-forward network, LayerNorm and residual connections"),
     Lesson("05", "gpt_model", "The whole GPT: blocks, the stack, the output head"),
+    Lesson("06", "generation", "Generation: how a GPT writes, one token at a time"),
     Lesson("07", "pretraining", "Pretraining: teaching the GPT to predict the next token"),
 )
 
