@@ -256,15 +256,16 @@ def estimate_loss(model: GPT, data: torch.Tensor, batch_size: int, n_batches: in
 
 
 def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
-          until: int | None = None, progress: bool = True,
+          until: int | None = None, progress: bool = True, time_limit: float | None = None,
           on_eval: Callable[[TrainingRun], None] | None = None,
           save: Callable[[TrainingRun], None] | None = None) -> TrainingRun:
-    """Train `run` from run.step to `until` (by default the end of its schedule).
+    """Train `run` from run.step to `until` (by default the end of its schedule), or for at
+    most `time_limit` seconds (a budget for slow machines: the run stops as if interrupted).
 
     Each step: a batch, the loss, the gradient, clipped to norm settings.grad_clip, and an
-    AdamW step at the scheduled learning rate. Every eval_every steps (and at the end) a row
-    joins run.log with the losses on both splits, then on_eval(run) is called (a live plot)
-    and save(run) (a checkpoint). Stopping the kernel (the stop button, or Ctrl-C) ends the
+    AdamW step at the scheduled learning rate. Every eval_every steps, at the end and before
+    the first step, a row joins run.log with the losses on both splits and a sample, then
+    on_eval(run) is called (a live plot) and save(run) (a checkpoint). Stopping the kernel (the stop button, or Ctrl-C) ends the
     loop after the step under way: the model keeps what it learned, a row is logged and
     `save` is called, so the run can be resumed; a second press stops at once, saving
     nothing. A loss that is not finite raises a FloatingPointError before anything is saved,
@@ -276,9 +277,16 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
     model.train()
     started = time.perf_counter()
     seconds_before, step_before = run.seconds, run.step
-    last_loss = float("nan")
+    last_loss = None  # the latest batch's loss, once there is one
     with _progress_bar(run.step, until, disable=not progress) as bar, StopRequest() as stop:
+        if run.step == 0 and not run.log:  # where the curve starts: about ln V
+            _evaluate(run, train_data, val_data, None, on_eval, save)
         while run.step < until and not stop.requested:
+            if time_limit is not None and time.perf_counter() - started > time_limit:
+                stop.requested = True
+                if not run.log or run.log[-1]["step"] != run.step:
+                    _evaluate(run, train_data, val_data, last_loss, on_eval, save)
+                break
             lr = settings.lr(run.step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -288,11 +296,7 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            last_loss = loss.item()
-            if not math.isfinite(last_loss):
-                raise FloatingPointError(
-                    f"the loss became {last_loss} at step {run.step}: training diverged. "
-                    f"Lower max_lr and start again from the last checkpoint.")
+            last_loss = _finite(loss.item(), run.step)
             optimizer.step()
             run.step += 1
             elapsed = time.perf_counter() - started
@@ -336,7 +340,7 @@ class StopRequest:
 
 
 def _evaluate(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor,
-              last_loss: float, on_eval, save) -> None:
+              last_loss: float | None, on_eval, save) -> None:
     settings = run.settings
     row = {"step": run.step, "tokens": run.step * run.tokens_per_step,
            "lr": settings.lr(max(run.step - 1, 0)), "batch_loss": last_loss,
@@ -345,6 +349,7 @@ def _evaluate(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor
            "val_loss": estimate_loss(run.model, val_data, settings.batch_size,
                                      settings.eval_batches, seed=settings.seed),
            "seconds": round(run.seconds, 2)}
+    _finite(row["train_loss"] + row["val_loss"], run.step)
     if settings.sample_prompt:
         row["sample"] = run.sample()
     run.log.append(row)
@@ -352,6 +357,13 @@ def _evaluate(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor
         on_eval(run)
     if save is not None:
         save(run)
+
+
+def _finite(loss: float, step: int) -> float:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the loss became {loss} at step {step}: training diverged. "
+                                 f"Lower max_lr and start again from the last checkpoint.")
+    return loss
 
 
 def _progress_bar(start: int, total: int, disable: bool):
@@ -403,3 +415,31 @@ class LiveLossPlot:
         else:
             self._handle.update(fig)
         plt.close(fig)
+
+
+def samples_table(log: list[dict], every: int = 1):
+    """The samples of a run's log side by side with their step and validation loss: an HTML
+    table in a notebook, plain lines elsewhere."""
+    rows = [row for row in log if row.get("sample")][::every]
+    return _SamplesTable(rows)
+
+
+class _SamplesTable:
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return "\n".join(f"step {r['step']:>5}  val {r['val_loss']:.2f}  {r['sample']!r}"
+                         for r in self.rows)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cells = "".join(
+            f"<tr><td style='text-align:right'>{r['step']}</td>"
+            f"<td style='text-align:right'>{r['tokens']:,}</td>"
+            f"<td style='text-align:right'>{r['val_loss']:.2f}</td>"
+            f"<td style='text-align:left;white-space:pre-wrap;font-family:monospace'>"
+            f"{html.escape(r['sample'])}</td></tr>" for r in self.rows)
+        return ("<table><tr><th>step</th><th>tokens seen</th><th>val loss</th>"
+                f"<th style='text-align:left'>sample</th></tr>{cells}</table>")

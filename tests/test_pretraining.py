@@ -125,7 +125,8 @@ def test_training_lowers_the_loss_from_about_ln_v(data):
     first = run.model(*[t for t in get_batch(train_ids, 16, 8, torch.Generator())])[1].item()
     assert abs(first - math.log(tokenizer.vocab_size)) < 0.3
     train(run, train_ids, val_ids, progress=False)
-    assert run.step == 30 and [row["step"] for row in run.log] == [10, 20, 30]
+    assert run.step == 30 and [row["step"] for row in run.log] == [0, 10, 20, 30]
+    assert run.log[0]["val_loss"] == pytest.approx(math.log(tokenizer.vocab_size), abs=0.3)
     assert run.log[-1]["val_loss"] < first - 1.0
     assert run.log[-1]["sample"].startswith(SETTINGS.sample_prompt)
 
@@ -153,7 +154,7 @@ def test_the_stop_button_ends_the_loop_after_a_whole_step_and_saves(data):
 
     run.optimizer.step = step_then_interrupt
     train(run, train_ids, val_ids, progress=False, save=lambda r: saved.append(r.step))
-    assert run.step == 7 and saved == [7] and run.log[-1]["step"] == 7
+    assert run.step == 7 and saved == [0, 7] and run.log[-1]["step"] == 7
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 

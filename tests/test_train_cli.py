@@ -1,0 +1,70 @@
+"""`gptcourse train`: a run stopped with Ctrl-C keeps its checkpoint and resumes to the end of
+its schedule; bad combinations of options are refused before anything is trained."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gptcourse.checkpoint import load_checkpoint
+from gptcourse.cli import main
+from gptcourse.data import generate_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gptcourse(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "gptcourse", "train", *map(str, args)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "stories.txt"
+    path.write_text(generate_corpus(40_000, seed=3))
+    return path
+
+
+def test_ctrl_c_keeps_the_run_and_resume_finishes_its_schedule(tmp_path, text_file):
+    out = tmp_path / "run"
+    run = gptcourse("--out", out, "--steps", 16, "--text", text_file)
+    checkpoint = out / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:  # saved at step 0
+        time.sleep(0.2)
+    time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stdout + stderr
+    assert "continue with: gptcourse train" in stdout and "--resume" in stdout
+    stopped = load_checkpoint(checkpoint)
+    assert 0 < stopped.step < 16 and stopped.log[-1]["step"] == stopped.step
+
+    resumed = gptcourse("--out", out, "--resume", "--text", text_file)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stdout + stderr
+    assert f"resuming {checkpoint} at step {stopped.step} of 16" in stdout
+    finished = load_checkpoint(checkpoint)
+    assert finished.step == 16 and finished.log[:len(stopped.log)] == stopped.log
+    assert json.loads((out / "training_log.json").read_text())[-1]["step"] == 16
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--ship", "--text", "x.txt"], "leave out --text"),
+    (["--resume", "--steps", "5"], "leave out --steps"),
+])
+def test_contradictory_options_are_refused(tmp_path, capsys, args, says):
+    assert main(["train", "--out", str(tmp_path), *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_new_run_never_overwrites_an_existing_checkpoint(tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"a run worth keeping")
+    assert main(["train", "--out", str(tmp_path), "--steps", "5"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"a run worth keeping"
