@@ -9,8 +9,6 @@ batches of rows (..., V) are covered.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from gptcourse import generation
@@ -123,7 +121,7 @@ def _top_k_cases(seed: int) -> list[Case]:
     ]
 
 
-def _top_k(logits, k, *, threshold_of=None):
+def _top_k(logits, k, *, threshold_of):
     """top_k_filter with the k-th largest value taken from `threshold_of(logits)` instead of
     each row's own (a mistake)."""
     kth = torch.topk(threshold_of(logits), min(k, logits.size(-1)), dim=-1).values[..., -1:]
