@@ -11,6 +11,8 @@ Shapes: B batch, T tokens, V vocabulary size; logits (..., V).
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 
 
@@ -25,9 +27,9 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """logits (..., V) with all but the k largest of each row set to -inf (ties at the k-th
     value are kept). k at least 1; k >= V keeps everything."""
-    if not _is_count(k):
+    if not (_is_whole(k) and k >= 1):
         raise ValueError(f"k must be a whole number >= 1, got {k!r}")
-    k = min(k, logits.size(-1))
+    k = min(int(k), logits.size(-1))
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1)
     return logits.masked_fill(logits < kth, float("-inf"))
 
@@ -69,9 +71,9 @@ def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-def _is_count(k) -> bool:
-    """A whole number >= 1 (neither True nor 2.0)."""
-    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
+def _is_whole(n) -> bool:
+    """An int or a numpy integer; neither True nor 2.0."""
+    return isinstance(n, Integral) and not isinstance(n, bool)
 
 
 def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
@@ -91,12 +93,11 @@ def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
         raise ValueError(f"the prompt holds token ids from {idx.min().item()} to "
                          f"{idx.max().item()}, but the model knows ids 0 to {vocab_size - 1}; "
                          f"was it encoded with this model's tokenizer?")
-    if not (isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool)
-            and max_new_tokens >= 0):
+    if not (_is_whole(max_new_tokens) and max_new_tokens >= 0):
         raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
     if not temperature >= 0:  # NaN too
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and not _is_count(top_k):
+    if top_k is not None and not (_is_whole(top_k) and top_k >= 1):
         raise ValueError(f"top_k must be a whole number >= 1 or None, got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")

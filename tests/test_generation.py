@@ -3,6 +3,7 @@ are refused with a clear error, and the cached loop writes exactly what the unca
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,12 @@ def test_apply_temperature_refuses_a_temperature_that_is_not_positive(temperatur
 def test_top_k_filter_refuses_a_k_that_is_not_a_whole_number_from_1(k):
     with pytest.raises(ValueError, match="k must be a whole number >= 1"):
         top_k_filter(torch.zeros(3), k)
+
+
+def test_numpy_integers_count_as_whole_numbers(model):
+    logits = torch.tensor([1.0, 3.0, 2.0])
+    assert torch.equal(top_k_filter(logits, np.int64(2)), torch.tensor([NEG_INF, 3.0, 2.0]))
+    assert model.generate(prompt(1), np.int64(3), top_k=np.int32(5)).shape == (1, 4)
 
 
 @pytest.mark.parametrize("p", [0, -0.1, 1.01, math.nan])
