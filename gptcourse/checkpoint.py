@@ -107,11 +107,37 @@ def load_checkpoint(path: str | os.PathLike, device: str | None = "cpu") -> Trai
     """The run saved at `path`, on `device` (see `pick_device`; None picks CUDA when present).
 
     Raises CheckpointError naming what is wrong (missing, corrupt, another format, weights
-    that do not fit the config, a tokenizer larger than the model's vocabulary) before any
-    model is built. A checkpoint saved without its optimiser loads with a fresh one: the
-    model can be used or trained further, but not resumed on the same curve.
+    that do not fit the config, a tokenizer larger than the model's vocabulary, an optimiser
+    state of another model) before anything is returned, so no half-loaded run ever is. A
+    checkpoint saved without its optimiser loads with a fresh one: the model can be used or
+    trained further, but not resumed on the same curve.
     """
-    path = Path(path)
+    content, model, tokenizer = _read(Path(path), device)
+    settings = TrainSettings(**content["settings"])
+    optimizer = make_optimizer(model, settings.max_lr, settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    if "optimizer" in content:
+        try:
+            optimizer.load_state_dict(content["optimizer"])
+            generator.set_state(content["generator"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: the optimiser state does not fit the model: "
+                                  f"{exc}") from None
+    return TrainingRun(model, tokenizer, settings, optimizer, generator, step=content["step"],
+                       log=list(content["log"]), seconds=content["seconds"])
+
+
+def load_model(path: str | os.PathLike, device: str | None = "cpu") -> tuple[GPT, Tokenizer]:
+    """Only the model (in eval mode) and its tokenizer from the checkpoint at `path`: quicker
+    than `load_checkpoint`, which also builds the optimiser. Raises CheckpointError as it does.
+    """
+    _, model, tokenizer = _read(Path(path), device)
+    return model.eval(), tokenizer
+
+
+def _read(path: Path, device: str | None) -> tuple[dict, GPT, Tokenizer]:
+    """The checkpoint's content, its model with the saved weights, and its tokenizer, each
+    checked before use."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -127,7 +153,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | None = "cpu") -> Trai
         raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}")
     try:
         config = GPTConfig(**content["config"])
-        settings = TrainSettings(**content["settings"])
+        TrainSettings(**content["settings"])
         tokenizer = tokenizer_from_dict(content["tokenizer"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: its config, settings or tokenizer cannot be read: "
@@ -136,31 +162,17 @@ def load_checkpoint(path: str | os.PathLike, device: str | None = "cpu") -> Trai
         raise CheckpointError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but "
                               f"the model's vocab_size is {config.vocab_size}")
     weights = dict(content["model"])
-    _check_weights(path, config, weights)
-    weights["lm_head.weight"] = weights["wte.weight"]
-
     model = GPT(config)
+    _check_weights(path, config, weights, model)
+    weights["lm_head.weight"] = weights["wte.weight"]  # tied, stored once
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
                            for k, v in weights.items()})
-    model.to(pick_device(device))
-    optimizer = make_optimizer(model, settings.max_lr, settings.weight_decay)
-    generator = torch.Generator().manual_seed(settings.seed)
-    if "optimizer" in content:
-        try:
-            optimizer.load_state_dict(content["optimizer"])
-            generator.set_state(content["generator"])
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: the optimiser state does not fit the model: "
-                                  f"{exc}") from None
-    return TrainingRun(model, tokenizer, settings, optimizer, generator, step=content["step"],
-                       log=list(content["log"]), seconds=content["seconds"])
+    return content, model.to(pick_device(device)), tokenizer
 
 
-def _check_weights(path: Path, config: GPTConfig, weights: dict) -> None:
-    """Every weight the config's model has, in its shape, and nothing else."""
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        expected = {k: v.shape for k, v in GPT(config).state_dict().items()
-                    if k != "lm_head.weight"}
+def _check_weights(path: Path, config: GPTConfig, weights: dict, model: GPT) -> None:
+    """Every weight of the config's model, in its shape, and nothing else."""
+    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
     if missing or extra:

@@ -52,14 +52,13 @@ def course_data(path: str | os.PathLike | None = None, tokenizer: Tokenizer | No
 
 def load_course_model(device: str | None = "cpu") -> tuple[GPT, Tokenizer]:
     """The shipped course model (in eval mode, float32) and its tokenizer, read offline."""
-    from gptcourse.checkpoint import load_checkpoint
+    from gptcourse.checkpoint import load_model
 
     if not CHECKPOINT.is_file():
         raise FileNotFoundError(f"the course model is missing from the package ({CHECKPOINT}); "
                                 f"reinstall gptcourse, or rebuild it with: gptcourse train "
                                 f"--out runs/course --ship")
-    run = load_checkpoint(CHECKPOINT, device=device)
-    return run.model.eval(), run.tokenizer
+    return load_model(CHECKPOINT, device=device)
 
 
 def training_log() -> dict:
