@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gptcourse.model import GPT, GPTConfig
@@ -265,11 +264,12 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
     Each step: a batch, the loss, the gradient, clipped to norm settings.grad_clip, and an
     AdamW step at the scheduled learning rate. Every eval_every steps, at the end and before
     the first step, a row joins run.log with the losses on both splits and a sample, then
-    on_eval(run) is called (a live plot) and save(run) (a checkpoint). Stopping the kernel (the stop button, or Ctrl-C) ends the
-    loop after the step under way: the model keeps what it learned, a row is logged and
-    `save` is called, so the run can be resumed; a second press stops at once, saving
-    nothing. A loss that is not finite raises a FloatingPointError before anything is saved,
-    so a diverged run never overwrites a good checkpoint.
+    on_eval(run) is called (a live plot) and save(run) (a checkpoint). Stopping the kernel
+    (the stop button, or Ctrl-C) ends the loop after the step under way: the model keeps
+    what it learned, a row is logged and `save` is called, so the run can be resumed; a
+    second press stops at once, saving nothing. A loss that is not finite raises a
+    FloatingPointError before anything is saved, so a diverged run never overwrites a good
+    checkpoint.
     """
     settings, model, optimizer = run.settings, run.model, run.optimizer
     until = settings.steps if until is None else min(until, settings.steps)
