@@ -184,9 +184,9 @@ def test_the_course_model_loads_offline_in_a_second_or_two_and_writes_stories():
 
     model, tokenizer = load_course_model()
     assert not model.training and model.config == GPTConfig(vocab_size=tokenizer.vocab_size)
-    _, _, val_ids = course_data(tokenizer=tokenizer, n_bytes=200_000)
+    _, _, val_ids = course_data(tokenizer=tokenizer)  # the held-out split of its recipe
     loss = estimate_loss(model, val_ids, batch_size=4, n_batches=2)
-    assert loss < training_log()["final_val_loss"] + 0.3
+    assert abs(loss - training_log()["final_val_loss"]) < 0.1
     text = sample_text(model, tokenizer, "Once upon a time", 40)
     assert text.count(".") >= 2 and any(w in text for w in (" named ", " called ", " had a "))
 
