@@ -158,7 +158,6 @@ class GPT(nn.Module):
                         self.config.head_size, dtype=param.dtype, device=param.device)
                 for _ in self.blocks]
 
-    @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
                  generator: torch.Generator | None = None) -> torch.Tensor:
