@@ -12,8 +12,13 @@ Shapes: B batch of answers, T tokens of prompt + response, V vocabulary size. A 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from gptcourse.model import GPT
 
 
 def require_same_shape(**tensors: torch.Tensor) -> None:
@@ -109,3 +114,34 @@ def ppo_clip_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, advantages: to
     clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
     keep = mask.to(logp_new.dtype)
     return (torch.maximum(unclipped, clipped) * keep).sum() / keep.sum()
+
+
+class RewardModel(nn.Module):
+    """The GPT body with a scalar head: ids (B, T), lengths (B,) -> rewards (B,).
+
+    The reward of a row is read at its last real token, `lengths - 1`: causal attention has
+    let that position see the whole prompt and answer, and padding after it changes nothing.
+    """
+
+    def __init__(self, body: GPT) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(body.config.n_embd, 1)
+        # A zero head gives every answer the same reward at the start: each pair is a coin
+        # toss, and the Bradley–Terry loss starts at exactly ln 2.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_policy(cls, policy: GPT) -> "RewardModel":
+        """A reward model whose body starts as a copy of `policy` (which stays untouched)."""
+        return cls(copy.deepcopy(policy))
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        inside = (lengths >= 1) & (lengths <= ids.shape[1])
+        if lengths.shape != ids.shape[:1] or not inside.all():
+            raise ValueError(f"expected lengths (B,) of real tokens, each in 1..{ids.shape[1]}, "
+                             f"for ids of shape {tuple(ids.shape)}; got {lengths.tolist()}")
+        features = self.body.features(ids)  # (B, T, C)
+        last = features[torch.arange(len(ids)), lengths - 1]  # (B, C)
+        return self.head(last).squeeze(-1)

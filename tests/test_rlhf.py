@@ -107,3 +107,46 @@ def test_ppo_loss_refuses_a_batch_without_response_tokens_and_mismatched_shapes(
         rlhf.ppo_clip_loss(x, x, x, torch.zeros(1, 2))
     with pytest.raises(ValueError, match=r"advantages \(1, 3\)"):
         rlhf.ppo_clip_loss(x, x, torch.zeros(1, 3), torch.ones(1, 2))
+
+
+def _tiny_gpt():
+    from gptcourse.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=8))
+
+
+def test_a_new_reward_model_scores_every_answer_alike_so_its_loss_starts_at_ln_2():
+    model = rlhf.RewardModel.from_policy(_tiny_gpt())
+    ids = torch.randint(0, 50, (4, 10))
+    rewards = model(ids, torch.tensor([10, 7, 3, 9]))
+    assert torch.equal(rewards, torch.zeros(4))
+    loss = rlhf.bradley_terry_loss(rewards[:2], rewards[2:])
+    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-6)
+
+
+def test_the_reward_is_read_at_the_last_real_token_and_padding_changes_nothing():
+    model = rlhf.RewardModel.from_policy(_tiny_gpt())
+    torch.nn.init.normal_(model.head.weight)
+    ids = torch.randint(0, 50, (1, 12))
+    padded = ids.clone()
+    padded[0, 8:] = 0
+    alone = model(ids[:, :8], torch.tensor([8]))
+    assert torch.allclose(model(padded, torch.tensor([8])), alone, atol=1e-6)
+    assert not torch.allclose(model(ids, torch.tensor([12])), alone)
+
+
+def test_the_reward_model_copies_the_policy_and_leaves_it_alone():
+    policy = _tiny_gpt()
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    model = rlhf.RewardModel.from_policy(policy)
+    with torch.no_grad():
+        for p in model.body.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
+
+
+def test_the_reward_model_refuses_lengths_outside_the_rows():
+    model = rlhf.RewardModel.from_policy(_tiny_gpt())
+    with pytest.raises(ValueError, match=r"lengths \(B,\) of real tokens, each in 1..5"):
+        model(torch.zeros(2, 5, dtype=torch.long), torch.tensor([0, 5]))
