@@ -457,15 +457,26 @@ def time_left(steps_left: int, seconds_per_step: float | None,
 
 def training_bar(base: type) -> type:
     """A tqdm bar class (`base`: tqdm.auto's choice, the terminal's or the notebook's) whose
-    time left respects the run's time budget, and which ends calmly when a run stops on
-    purpose (tqdm's notebook bar turns red whenever it closes short of its total)."""
+    time left respects the run's time budget, which ends calmly when a run stops on purpose
+    (tqdm's notebook bar turns red whenever it closes short of its total), and which, in a
+    notebook, leaves its final state in the saved output rather than its first."""
+    from tqdm.notebook import tqdm_notebook
+
+    notebook = issubclass(base, tqdm_notebook)
 
     class TrainingBar(base):
         def __init__(self, *args, budget_end: float | None = None, **kwargs) -> None:
             self.budget_end = budget_end  # time.perf_counter() at which the budget is spent
+            self._shown = None  # the notebook output showing the bar, to update at the end
+            if notebook:  # displayed below, with an id, instead of by tqdm
+                kwargs["display"] = False
             super().__init__(*args, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
                                                "[{elapsed}<{left}, {rate_fmt}{postfix}]",
                              **kwargs)
+            if notebook and not self.disable:
+                from IPython.display import display
+
+                self._shown = display(self.container, display_id=True)
 
         @property
         def format_dict(self) -> dict:
@@ -478,6 +489,14 @@ def training_bar(base: type) -> type:
                              1 / rate if rate else None, budget_left)
             d["left"] = "?" if left is None else self.format_interval(left)
             return d
+
+        def close(self) -> None:
+            super().close()
+            if self._shown is not None:
+                # The widget shows live; a saved notebook keeps its text, written when it was
+                # first displayed ("0/300"): rewrite it with the bar as it ends.
+                shown, self._shown = self._shown, None
+                shown.update(self.container)
 
         def end_calmly(self, description: str) -> None:
             """Close the bar after a deliberate stop (the budget, the stop button): it keeps

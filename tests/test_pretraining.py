@@ -280,3 +280,40 @@ def test_a_diverging_run_raises_before_saving(data):
     with pytest.raises(FloatingPointError, match="diverged"):
         train(run, train_ids, val_ids, progress=False, save=lambda r: saved.append(r.step))
     assert saved == [] and run.step == 0
+
+
+NOTEBOOK_RUN = """
+import dataclasses
+from gptcourse.data import load_corpus
+from gptcourse.model import GPTConfig
+from gptcourse.pretraining import LiveLossPlot, TrainingRun, TrainSettings, encode_text, train
+from gptcourse.tokenizer import Tokenizer
+corpus = load_corpus(n_bytes=60_000)
+tokenizer = Tokenizer.train(corpus.train, 300)
+run = TrainingRun.start(tokenizer, TrainSettings(steps=100_000, batch_size=8, warmup=5,
+                                                 eval_every=20, eval_batches=2, sample_prompt=""),
+                        GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=32),
+                        device="cpu")
+train(run, encode_text(tokenizer, corpus.train), encode_text(tokenizer, corpus.val),
+      on_eval=LiveLossPlot().update, time_limit=5);
+"""
+
+
+def test_in_a_notebook_the_budget_is_named_and_the_saved_bar_shows_how_the_run_ended(tmp_path):
+    import nbformat
+
+    from gptcourse.execution import execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_RUN)]
+    run = execute(nb, tmp_path, timeout=300)
+    assert not run.errors, run.errors
+    outputs = nb.cells[0].outputs
+    bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(bars) == 1  # the widget, whose saved text is its last state, not "0/100000"
+    assert bars[0]["data"]["text/plain"].startswith("time budget of 5 s reached:")
+    said = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "time budget of 5 s reached at step " in said
+    assert said.rstrip().endswith("the model keeps what it learned, and train(...) again "
+                                  "continues from here")
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1  # one plot, redrawn
