@@ -306,52 +306,43 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
     device = run.device
     model.train()
     started = time.perf_counter()
-    budget_end = None if time_limit is None else started + time_limit
     seconds_before, step_before = run.seconds, run.step
     last_loss = None  # the latest batch's loss, once there is one
+    budget_end = None if time_limit is None else started + time_limit
     out_of_time = False
     with _progress_bar(run.step, until, disable=not progress, budget_end=budget_end) as bar, \
-            StopRequest(on_request=lambda: _heard(bar)) as stop:
-        try:
-            if run.step == 0 and not run.log:  # where the curve starts: about ln V
-                _evaluate(run, train_data, val_data, None, on_eval, save)
-            while run.step < until and not stop.requested:
-                if budget_end is not None and time.perf_counter() > budget_end:
-                    out_of_time = True
-                    if not run.log or run.log[-1]["step"] != run.step:
-                        _evaluate(run, train_data, val_data, last_loss, on_eval, save)
-                    break
-                lr = settings.lr(run.step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x, y = get_batch(train_data, model.config.block_size, settings.batch_size,
-                                 run.generator)
-                _, loss = model(x.to(device), y.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-                last_loss = _finite(loss.item(), run.step)
-                optimizer.step()
-                run.step += 1
-                elapsed = time.perf_counter() - started
-                run.seconds = seconds_before + elapsed
-                tokens_per_second = (run.step - step_before) * run.tokens_per_step / elapsed
-                bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2e}",
-                                tok_s=f"{tokens_per_second:,.0f}", refresh=False)
-                bar.update(1)
-                if run.step % settings.eval_every == 0 or run.step == until or stop.requested:
+            StopRequest(on_request=lambda: _heard(bar), on_abort=lambda: _aborted(run)) as stop:
+        if run.step == 0 and not run.log:  # where the curve starts: about ln V
+            _evaluate(run, train_data, val_data, None, on_eval, save)
+        while run.step < until and not stop.requested:
+            if time_limit is not None and time.perf_counter() - started > time_limit:
+                out_of_time = True
+                if not run.log or run.log[-1]["step"] != run.step:
                     _evaluate(run, train_data, val_data, last_loss, on_eval, save)
-        except TrainingAborted:
-            raise TrainingAborted(f"training aborted at step {run.step} by a second stop: the "
-                                  f"weights may be half-way through an update, so start again "
-                                  f"from a saved checkpoint or a new run") from None
+                break
+            lr = settings.lr(run.step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = get_batch(train_data, model.config.block_size, settings.batch_size,
+                             run.generator)
+            _, loss = model(x.to(device), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            last_loss = _finite(loss.item(), run.step)
+            optimizer.step()
+            run.step += 1
+            elapsed = time.perf_counter() - started
+            run.seconds = seconds_before + elapsed
+            tokens_per_second = (run.step - step_before) * run.tokens_per_step / elapsed
+            bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2e}",
+                            tok_s=f"{tokens_per_second:,.0f}", refresh=False)
+            bar.update(1)
+            if run.step % settings.eval_every == 0 or run.step == until or stop.requested:
+                _evaluate(run, train_data, val_data, last_loss, on_eval, save)
         if out_of_time or stop.requested:
-            why = (f"time budget of {time_limit:g} s reached" if out_of_time and
-                   not stop.requested else "stopped")
-            bar.end_calmly(why)
-            then = ", and train(...) again continues from here" if _in_notebook() else ""
-            bar.write(f"{why} at step {run.step} of {until}; the model keeps what it "
-                      f"learned{then}")
+            _say_why_it_stopped(bar, run, until,
+                                time_limit if out_of_time and not stop.requested else None)
     return run
 
 
@@ -368,12 +359,15 @@ class StopRequest:
     stop button) sets stop.requested instead of raising KeyboardInterrupt in the middle of an
     optimiser step, which could leave the weights and Adam's moments half updated, and calls
     on_request() at once (to say it was heard). A second interrupt raises TrainingAborted at
-    once. Outside the main thread, where signals cannot be caught, interrupts raise as usual.
+    once, with on_abort()'s message. Outside the main thread, where signals cannot be caught,
+    interrupts raise as usual.
     """
 
-    def __init__(self, on_request: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_request: Callable[[], None] | None = None,
+                 on_abort: Callable[[], str] | None = None) -> None:
         self.requested = False
         self.on_request = on_request
+        self.on_abort = on_abort  # the abort's message, made when it happens
         self._previous = None
 
     def __enter__(self) -> "StopRequest":
@@ -383,7 +377,8 @@ class StopRequest:
 
     def _note(self, signum, frame) -> None:
         if self.requested:
-            raise TrainingAborted("training aborted by a second stop")
+            raise TrainingAborted(self.on_abort() if self.on_abort is not None else
+                                  "training aborted by a second stop")
         self.requested = True
         if self.on_request is not None:
             self.on_request()
@@ -399,6 +394,20 @@ def _in_notebook() -> bool:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and hasattr(shell, "kernel")
+
+
+def _aborted(run: TrainingRun) -> str:
+    return (f"training aborted at step {run.step} by a second stop: the weights may be "
+            f"half-way through an update, so start again from a saved checkpoint or a new run")
+
+
+def _say_why_it_stopped(bar, run: TrainingRun, until: int, budget: float | None) -> None:
+    """End the bar calmly, and say why the run ended early (the time budget, when given,
+    else a stop request) and what the model keeps."""
+    why = "stopped" if budget is None else f"time budget of {budget:g} s reached"
+    bar.end_calmly(why)
+    then = ", and train(...) again continues from here" if _in_notebook() else ""
+    bar.write(f"{why} at step {run.step} of {until}; the model keeps what it learned{then}")
 
 
 def _heard(bar) -> None:
