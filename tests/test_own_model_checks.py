@@ -746,3 +746,19 @@ def test_the_courses_own_classes_handed_in_are_refused():
         result = check(exercise, cls)
         assert result.status == "failed" and "counts only your own code" in result.message, \
             (exercise, cls, result)
+
+
+def test_a_learners_gpt_on_their_own_attention_runs_the_course_model_and_writes_its_story():
+    """The payoff of lessons 03 to 06, with learner-written pieces throughout: einsum
+    attention inside their block, their GPT, their generation loop."""
+    from gptcourse import load_course_model
+
+    course, tokenizer = load_course_model()
+    yours = GPTWithOwnParts(course.config)
+    yours.load_state_dict(course.state_dict(), strict=True)
+    ids = torch.tensor([tokenizer.encode("Once upon a time, a little fox found a red ball.")])
+    with torch.no_grad():
+        assert torch.allclose(yours(ids)[0], course(ids)[0], atol=1e-4)
+    prompt = torch.tensor([tokenizer.encode("Once upon a time")])
+    assert torch.equal(generate(yours, prompt, 40, temperature=0),
+                       course.generate(prompt, 40, temperature=0))
