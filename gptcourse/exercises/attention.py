@@ -223,7 +223,8 @@ def _heads_attend(m: attention.MultiHeadAttention, x: torch.Tensor, *, scale="he
     split = (lambda t: t.view(B, T, nh, hs).transpose(1, 2)) if transpose else \
         (lambda t: t.reshape(B, nh, T, hs))
     q, k, v = (split(parts[name]) for name in "qkv")
-    scores = q @ k.transpose(-2, -1) / {"head": math.sqrt(hs), "width": math.sqrt(C), None: 1.0}[scale]
+    divisor = {"head": math.sqrt(hs), "width": math.sqrt(C), None: 1.0}[scale]
+    scores = q @ k.transpose(-2, -1) / divisor
     if mask:
         scores = scores.masked_fill(~attention.causal_mask(T), float("-inf"))
     out = torch.softmax(scores, dim=-1) @ v

@@ -294,7 +294,8 @@ V_TEST, BLOCK_TEST = 10, 4  # a short context, so that every case runs past it
 def _table(seed: int) -> torch.Tensor:
     """The test model's logits, (V, block_size, V): spread widely enough that sampling at
     temperature 1 still varies, with no ties for top-k."""
-    return torch.randn(V_TEST, BLOCK_TEST, V_TEST, generator=torch.Generator().manual_seed(seed)) * 2
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(V_TEST, BLOCK_TEST, V_TEST, generator=g) * 2
 
 
 def _generate_cases(seed: int) -> list[Case]:
