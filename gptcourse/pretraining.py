@@ -113,6 +113,26 @@ def lr_at(step: int, warmup: int, max_steps: int, max_lr: float, min_lr: float) 
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, lr: float, grad_clip: float) -> float:
+    """One step of training: returns the batch's loss as a Python float.
+
+    x, y: (B, T) token ids and their targets; `model` maps (x, y) to (logits, loss). The
+    step sets every parameter group's learning rate to lr, zeroes the gradients left by the
+    last step (backward adds to them), computes the loss, backpropagates, clips the
+    gradient's overall norm to grad_clip (one unlucky batch cannot throw the weights far) and
+    lets the optimiser update the weights.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
 # --- the optimiser ---------------------------------------------------------------------------
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
