@@ -281,6 +281,38 @@ def test_in_grading_mode_the_lessons_references_and_checks_are_unreachable():
                      "'gptcourse.welcome.softmax']")
 
 
+SANDBOX_OTHER_MODULES = """
+from gptcourse.grading import sandbox
+sandbox.install(["tokenization", "gpt_model"])
+from gptcourse.model import GPT, GPTConfig, parameter_count
+from gptcourse import tokenizer
+import gptcourse.course_model as shipped
+config = GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4)
+results = []
+for attempt in (lambda: GPT(config), lambda: parameter_count(config),
+                lambda: tokenizer.train_bpe("aaab", 257), lambda: shipped.GPT(config),
+                lambda: GPTConfig.__init__.__globals__["GPT"]):
+    try:
+        attempt()
+        results.append("reached")
+    except Exception as exc:
+        results.append(type(exc).__name__)
+print(results, config.n_embd)
+"""
+
+
+def test_a_lessons_references_are_blocked_whichever_module_holds_them():
+    """Lesson 01's references live in gptcourse.tokenizer and lesson 05's in gptcourse.model:
+    both are stand-ins while grading, also when reached through another module, while the
+    plain GPTConfig that lesson 05's cases carry stays real and leads to no model code."""
+    run = subprocess.run([sys.executable, "-c", SANDBOX_OTHER_MODULES], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == ("['ReferenceUnavailable', 'ReferenceUnavailable', "
+                                          "'ReferenceUnavailable', 'ReferenceUnavailable', "
+                                          "'KeyError'] 4")
+
+
 def test_kernel_memory_limit_is_enforced_where_the_os_supports_it():
     from gptcourse.grading.kernel import memory_limit_supported
 
