@@ -281,7 +281,7 @@ def test_an_endless_loop_gets_a_verdict_after_the_stated_time(fn, monkeypatch):
     result = check("welcome.softmax", fn)
     assert time.monotonic() - start < 4.0
     assert result.status == "failed" and "did not finish within 1 s" in result.message
-    assert f"in {fn.__name__}" in result.details and "endless loop" in result.hint
+    assert f"in {fn.__name__}" in result.details and "endless loop" in result.hint.lower()
     # the limit is lifted once the call is over: the next check runs as usual
     assert check("welcome.softmax", reference_softmax).passed
 
