@@ -151,8 +151,8 @@ def difference(expected: Any, got: Any, tolerance: Tolerance = Tolerance(), *,
 def _float_difference(expected: float, got: Any, tolerance: Tolerance, where: str) -> str | None:
     if is_tensor(got):  # it prints like a number, but arithmetic with it makes tensors
         return (f"{where}expected a plain number (a Python float) such as {expected:.6g}, got "
-                f"{kind(got)}: {short_repr(got)}. `.item()` turns a one-number tensor into a "
-                f"Python float")
+                f"{kind(got)}: {short_repr(got)} (`.item()` turns a one-number tensor into a "
+                f"Python float)")
     if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
         if isinstance(got, np.ndarray) and got.ndim == 0:
             got = float(got)
