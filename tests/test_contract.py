@@ -412,3 +412,26 @@ def test_a_deep_recursion_shows_its_first_and_last_frames_only():
 
     details = check("welcome.softmax", recurse).details
     assert "more frames like these" in details and details.count("in ") < 30
+
+
+# --- the verdict box in a notebook -----------------------------------------------------------
+
+def test_backticks_show_as_code_and_learner_text_stays_escaped():
+    result = CheckResult("welcome.softmax", "softmax", "failed", 1,
+                         message="raised ValueError: `<script>alert(1)</script>` and `axis`",
+                         hint="Sum along `axis`.", details="File x, line 1, in f\n    `x` <b>")
+    page = result._repr_html_()
+    assert "`" not in page.split("<pre")[0]  # no literal backticks in message or hint
+    assert ">axis</code>" in page and "<script>" not in page
+    assert ">&lt;script&gt;alert(1)&lt;/script&gt;</code>" in page
+    assert "`x` &lt;b&gt;" in page  # tracebacks are shown as they are, escaped
+    assert "`axis`" in str(result)  # the plain text keeps them
+
+
+def test_every_part_of_the_box_has_a_colour_that_follows_the_theme():
+    page = check("feedforward.mlp", mlp_calling_the_stub)._repr_html_()
+    assert "var(--jp-content-font-color1" in page and "var(--jp-error-color1" in page
+    # the traceback and the id chip take the box's text colour over a translucent tint, which
+    # reads on a light and on a dark background alike; no light colour is fixed anywhere
+    assert page.count("color:inherit") >= 2 and "#ffebe9" not in page and "#f6f8fa" not in page
+    assert "rgba(" in page.split("<pre")[1].split(">")[0]
