@@ -85,6 +85,12 @@ def _attend(q, k, v, mask=None, *, scale=None, dim=-1, how="fill", values=None):
     return weights @ (v if values is None else values(q, k, v)), weights
 
 
+def _reversed_every_axis(case: Case, outcome: Outcome) -> bool:
+    """`k.T` on a batch of keys: torch warns (and will refuse) since it reverses every axis."""
+    texts = [*outcome.warnings, outcome.error.message if outcome.error else ""]
+    return any("`x.T`" in text or "x.T on tensors" in text for text in texts)
+
+
 def _nan_in_weights(case: Case, outcome: Outcome) -> bool:
     value = outcome.value
     value = value[0] if case.probe == "gradients" and isinstance(value, tuple) else value
@@ -105,6 +111,14 @@ register(Exercise(
         Mistake("Scale by 1/√d, not 1/d: dividing by d shrinks the scores too much, and the "
                 "weights come out too flat.",
                 wrong=lambda q, k, v, mask=None: _attend(q, k, v, mask, scale=1 / q.size(-1))),
+        Mistake("Scale by √d of the queries and keys, q.size(-1), not of the values: the scale "
+                "keeps the dot products q · k from growing with their length, and the values' "
+                "width dv plays no part in the scores.",
+                wrong=lambda q, k, v, mask=None: _attend(q, k, v, mask,
+                                                         scale=v.size(-1) ** -0.5)),
+        Mistake("`k.T` reverses every axis of a batch of keys ((B, T, d) becomes (d, T, B)), "
+                "not just the last two: the scores need only T and d swapped, each batch's "
+                "keys transposed on their own.", symptom=_reversed_every_axis),
         Mistake("Softmax runs over the keys (the last axis, dim=-1): each query's weights over "
                 "the tokens it looks at sum to 1. Yours normalises over the queries (dim=-2).",
                 wrong=lambda q, k, v, mask=None: _attend(q, k, v, mask, dim=-2)),

@@ -93,11 +93,23 @@ register(Exercise(
         Mistake("Return the scaled logits, not probabilities: the softmax comes later, after "
                 "the filters, when the next token is drawn.",
                 wrong=lambda logits, t: torch.softmax(logits / t, dim=-1)),
+        Mistake("You took the softmax first and then applied the temperature to the "
+                "probabilities. Dividing probabilities only rescales them (they no longer sum "
+                "to 1) and leaves the distribution's shape as it was; the temperature must "
+                "reshape the logits, before any softmax.",
+                wrong=lambda logits, t: torch.softmax(logits, dim=-1) / t),
+        Mistake("You took the softmax first and then applied the temperature to the "
+                "probabilities, so no softmax is left to act on the rescaled numbers; the "
+                "temperature must reshape the logits, before any softmax.",
+                wrong=lambda logits, t: torch.softmax(torch.softmax(logits, dim=-1) / t,
+                                                      dim=-1)),
         Mistake(KEEP_THE_LOGITS, wrong=lambda logits, t: torch.log_softmax(logits / t, dim=-1)),
         Mistake(KEEP_THE_LOGITS,
                 wrong=lambda logits, t: (logits - logits.amax(dim=-1, keepdim=True)) / t),
     ),
-    hint="return logits / temperature",
+    hint="Temperature acts on the logits, before any softmax: below 1 it widens the gaps "
+         "between them (a sharper distribution), above 1 it narrows them (a flatter one). "
+         "Return the rescaled logits, of the same shape.",
 ))
 
 
@@ -129,6 +141,12 @@ def _top_k(logits, k, *, threshold_of):
     return logits.masked_fill(logits < kth, -INF)
 
 
+def _top_k_smallest(logits, k):
+    """The k smallest logits of each row kept, the rest set to -inf (a mistake)."""
+    kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1, largest=False).values[..., -1:]
+    return logits.masked_fill(logits > kth, -INF)
+
+
 def _larger_than_vocabulary(case: Case, outcome: Outcome) -> bool:
     return error_says("out of range", "out of bounds")(case, outcome) and \
         case.args[1] > case.args[0].size(-1)
@@ -156,6 +174,11 @@ register(Exercise(
                 "values strictly below it (<, not <=).",
                 wrong=lambda logits, k: logits.masked_fill(
                     logits <= torch.topk(logits, min(k, logits.size(-1))).values[..., -1:], -INF)),
+        Mistake("You kept the k smallest logits, the least likely tokens; top-k keeps the k "
+                "largest. Check which end of each row your threshold comes from: a row sorted "
+                "in ascending order has its largest values at the end, and "
+                "torch.topk(..., largest=False) picks the smallest.",
+                wrong=lambda logits, k: _top_k_smallest(logits, k)),
         _fills_with_a_number(generation.top_k_filter),
         Mistake("Return a tensor of the same shape as logits, (..., V), with every token in its "
                 "place, not just the k largest values: the next step draws a token id from the "
@@ -173,8 +196,8 @@ register(Exercise(
         _every_row(lambda rows: rows[:1]),  # the first row's k-th value for every row
         _every_row(lambda rows: rows.reshape(1, -1)),  # the k largest of the whole batch
     ),
-    hint="kth = torch.topk(logits, min(k, V)).values[..., -1:]; "
-         "return logits.masked_fill(logits < kth, float('-inf')).",
+    hint="Keep each row's k largest logits where they are and set all the others to -inf: "
+         "find the k-th largest value of every row, then drop whatever lies below it.",
 ))
 
 

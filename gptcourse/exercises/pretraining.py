@@ -205,6 +205,12 @@ register(Exercise(
     make_cases=_lr_cases,
     tolerance=Tolerance(rtol=1e-9, atol=1e-12),
     mistakes=(
+        Mistake("`lr_at` returns a plain Python number, the kind an optimizer's learning rate "
+                "is; yours is a one-number torch tensor, which torch.cos (or any torch "
+                "operation) makes, in float32 unless told otherwise. Use math.cos and math.pi, "
+                "or turn the result into a number with float(...).",
+                symptom=lambda case, outcome: type(outcome.value).__module__.startswith(
+                    "torch")),
         Mistake("Warm-up off by one: step s of the warm-up uses max_lr · (s + 1) / warmup, so "
                 "step 0 already learns (a rate of 0 would waste it) and step warmup - 1 reaches "
                 "max_lr.",

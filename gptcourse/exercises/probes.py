@@ -31,8 +31,9 @@ def gradients(fn: Callable, args: tuple, kwargs: dict) -> tuple[Any, tuple]:
         raise TypeError(f"expected tensor output(s), got {type(output).__name__}")
     generator = torch.Generator().manual_seed(sum(o.numel() for o in outputs))
     # Weights in [-1, 1] keep each gradient within the size of the function's own derivative,
-    # so a tolerance that fits the values fits the gradients too.
-    loss = sum((o * (2 * torch.rand(o.shape, generator=generator, dtype=o.dtype) - 1)).sum()
+    # so a tolerance that fits the values fits the gradients too. They are drawn in float32
+    # whatever the output's dtype, so that a float64 output (a harmless dtype) is weighed alike.
+    loss = sum((o * (2 * torch.rand(o.shape, generator=generator).to(o.dtype) - 1)).sum()
                for o in outputs)
     grads = torch.autograd.grad(loss, inputs, allow_unused=True)
     detach = lambda t: t.detach() if isinstance(t, torch.Tensor) else t  # noqa: E731
