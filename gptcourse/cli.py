@@ -194,10 +194,14 @@ def _train(args) -> int:
     import json
     import shlex
 
+    from gptcourse import distributed
     from gptcourse.checkpoint import load_checkpoint, save_checkpoint
     from gptcourse.course_model import RECIPE, course_data, ship
-    from gptcourse.pretraining import TrainingRun, train
+    from gptcourse.pretraining import TrainingRun, pick_device, train
 
+    # Under torchrun every process runs this; only the main one prints and writes.
+    replicas = distributed.join(pick_device(args.device))
+    say = print if replicas is None or replicas.is_main else (lambda *_: None)
     checkpoint = args.out / "checkpoint.pt"
     if args.ship and args.text is not None:
         raise ValueError("--ship writes the course model, which is trained on the course "
@@ -208,7 +212,7 @@ def _train(args) -> int:
                              "out --steps and --seed")
         run = load_checkpoint(checkpoint, device=args.device)
         _, train_ids, val_ids = course_data(args.text, tokenizer=run.tokenizer)
-        print(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
+        say(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
     else:
         if checkpoint.exists():
             raise ValueError(f"{checkpoint} exists: pass --resume to continue it, or choose "
@@ -219,23 +223,26 @@ def _train(args) -> int:
         settings = dataclasses.replace(RECIPE, **changes)
         tokenizer, train_ids, val_ids = course_data(args.text)
         run = TrainingRun.start(tokenizer, settings, device=args.device)
-        print(f"training {run.model.num_parameters():,} parameters on "
+        say(f"training {run.model.num_parameters():,} parameters on "
               f"{len(train_ids):,} tokens for {settings.steps} steps on {run.device}")
 
     def save(run: TrainingRun) -> None:
         save_checkpoint(checkpoint, run)
 
+    if replicas is not None:  # all have looked for the checkpoint before rank 0 writes one
+        replicas.barrier()
     train(run, train_ids, val_ids, save=save)
     last = run.log[-1]
-    print(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
-          f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
-    print(f"sample: {last.get('sample', '')!r}")
-    log = args.out / "training_log.json"
-    log.write_text(json.dumps(run.log, indent=1) + "\n", encoding="utf-8")
+    say(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
+        f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
+    say(f"sample: {last.get('sample', '')!r}")
+    if replicas is None or replicas.is_main:
+        log = args.out / "training_log.json"
+        log.write_text(json.dumps(run.log, indent=1) + "\n", encoding="utf-8")
     if run.step < run.settings.steps:
-        print(f"stopped early; continue with: gptcourse train --out {args.out} --resume")
+        say(f"stopped early; continue with: gptcourse train --out {args.out} --resume")
         return 1
-    if args.ship:
+    if args.ship and (replicas is None or replicas.is_main):
         path = ship(run, command=f"gptcourse train --out {shlex.quote(str(args.out))} --ship")
-        print(f"shipped the course model: {path}")
+        say(f"shipped the course model: {path}")
     return 0
