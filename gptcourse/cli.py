@@ -1,6 +1,7 @@
 """The `gptcourse` command.
 
   gptcourse build-lessons [--check] [--run-solutions]   solutions/ → lessons/
+          [--nbgrader-source COURSE_DIR [--lesson NN]]   and an nbgrader course
   gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
   gptcourse grade SUBMISSIONS_DIR --out RESULTS_DIR      grade submitted notebooks (untrusted)
   gptcourse progress RESULTS_DIR                         exercises × learners, table + heatmap
@@ -29,9 +30,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="write nothing; exit 1 if lessons/ is not what solutions/ generates")
     build.add_argument("--run-solutions", action="store_true",
                        help="first re-run every solution notebook, refreshing its outputs")
-    build.add_argument("--nbgrader-source", type=Path, metavar="DIR",
-                       help="also write the tagged solutions to DIR, as an nbgrader source "
-                            "assignment (nbgrader's generate_assignment makes the release)")
+    build.add_argument("--nbgrader-source", type=Path, metavar="COURSE_DIR",
+                       help="also write an nbgrader course to COURSE_DIR: source/NN_topic/, "
+                            "one assignment per lesson, whose check cells are autograder "
+                            "tests worth the exercise's points, and nbgrader_config.py "
+                            "(nbgrader's generate_assignment makes the release)")
+    build.add_argument("--lesson", metavar="NN",
+                       help="with --nbgrader-source: only this lesson (07, pretraining)")
     build.add_argument("--solutions", type=Path, default=Path("solutions"))
     build.add_argument("--lessons", type=Path, default=Path("lessons"))
 
@@ -91,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_lessons(args) -> int:
-    from gptcourse.authoring import (build_lessons, notebook_text, read_notebook,
-                                     write_atomically, write_nbgrader_source)
+    from gptcourse.authoring import (NBGRADER_SETTINGS, build_lessons, notebook_text,
+                                     read_notebook, write_atomically, write_nbgrader_course)
     from gptcourse.execution import execute
 
     if not args.solutions.is_dir():
         raise ValueError(f"no folder {args.solutions}/ here; run this in the course's top "
                          f"folder, or pass --solutions")
+    if args.lesson is not None and args.nbgrader_source is None:
+        raise ValueError("--lesson picks the lesson that --nbgrader-source writes; pass both")
     if args.run_solutions:
         for path in sorted(args.solutions.glob("*.ipynb")):
             print(f"running {path} ...", file=sys.stderr, flush=True)
@@ -105,8 +112,14 @@ def _build_lessons(args) -> int:
             write_atomically(path, notebook_text(run.notebook))
             print(f"  {run.seconds:.1f} s", file=sys.stderr)
     if args.nbgrader_source:
-        for path in write_nbgrader_source(args.solutions, args.nbgrader_source):
+        course = write_nbgrader_course(args.solutions, args.nbgrader_source, args.lesson)
+        for path in course.notebooks:
             print(f"wrote {path}")
+        if course.config_written:
+            print(f"wrote {course.config}")
+        elif course.config_lacks_settings:
+            print(f"kept your {course.config}; for nbgrader's release to match lessons/ and "
+                  f"lesson 07 to finish in time, add:\n{NBGRADER_SETTINGS}", file=sys.stderr)
     build = build_lessons(args.solutions, args.lessons, check=args.check)
     for orphan in build.orphans:
         print(f"{orphan}: no solutions/{orphan.name} generates it (delete it, or add the "
