@@ -56,11 +56,6 @@ def local_rank() -> int | None:
     return int(os.environ.get("LOCAL_RANK", "0")) if world_size() > 1 else None
 
 
-def is_main_process() -> bool:
-    """True for the one process that writes (rank 0), and for a process training alone."""
-    return world_size() == 1 or os.environ.get("RANK", "0") == "0"
-
-
 @dataclass(frozen=True)
 class Replicas:
     """This process's place among the replicas that train one model together."""

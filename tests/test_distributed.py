@@ -2,6 +2,7 @@
 process trains on the whole batch; only rank 0 writes, and its checkpoint loads anywhere."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,13 +39,18 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One process for 4 steps; two processes for 2 steps, then resumed by two new ones."""
-    alone, together = tmp_path_factory.mktemp("alone"), tmp_path_factory.mktemp("together")
+    """One process for 4 steps; two processes for 2 steps, then resumed by two new ones, and
+    the same checkpoint of step 2 resumed by one process."""
+    alone, together, then_alone = (tmp_path_factory.mktemp(name) for name in
+                                   ("alone", "together", "then_alone"))
     run([sys.executable, WORKER, alone, 4, 4])
     run([*TORCHRUN, WORKER, together, 4, 2])
+    shutil.copyfile(together / "checkpoint.pt", then_alone / "checkpoint.pt")
     run([*TORCHRUN, WORKER, together, 4, 4, "--resume"])
+    run([sys.executable, WORKER, then_alone, 4, 4, "--resume"])
     load = lambda folder, name: torch.load(folder / f"{name}.pt", weights_only=False)  # noqa: E731
     return {"alone": load(alone, "rank0"), "folder": together,
+            "then_alone": load(then_alone, "rank0-resumed"),
             **{name: load(together, name) for name in
                ("rank0", "rank1", "rank0-resumed", "rank1-resumed")}}
 
@@ -73,6 +79,11 @@ def test_two_processes_give_the_one_process_result_on_the_whole_batch(runs):
     alone, together = runs["alone"]["weights"], runs["rank0-resumed"]["weights"]
     differences = [(alone[k] - together[k]).abs().max().item() for k in alone]
     assert max(differences) < TOLERANCE
+    # a run of two processes resumes in one, on the same batches, to the same model
+    then_alone = runs["then_alone"]
+    assert torch.equal(torch.cat(then_alone["inputs"]), torch.cat(runs["alone"]["inputs"][2:]))
+    assert max((alone[k] - then_alone["weights"][k]).abs().max().item() for k in alone) \
+        < TOLERANCE
     assert [row["step"] for row in runs["alone"]["log"]] == [0, 2, 4]
     for one, two in zip(runs["alone"]["log"][1:], runs["rank0-resumed"]["log"][1:]):
         assert one["step"] == two["step"] and abs(one["batch_loss"] - two["batch_loss"]) < 1e-5
@@ -109,7 +120,7 @@ def test_without_torchrun_training_is_one_process(monkeypatch):
     for name in (*distributed._RENDEZVOUS, "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert distributed.join(torch.device("cpu")) is None
-    assert distributed.local_rank() is None and distributed.is_main_process()
+    assert distributed.local_rank() is None
     assert pick_device("cpu") == torch.device("cpu")
 
 
