@@ -128,7 +128,8 @@ _WRAPPERS: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDi
 
 class SharedStop:
     """A StopRequest that the replicas agree on: `requested` is true on every replica as soon
-    as one of them was interrupted, so all stop after the same step."""
+    as one of them was interrupted, so all stop after the same step. Reading it is a
+    collective operation, so the training loop reads it at the same points on every replica."""
 
     def __init__(self, local, replicas: Replicas) -> None:
         self._local, self._replicas = local, replicas
