@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from gptcourse.atomic import write_atomically
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE\n"
         "raise NotImplementedError(\"Replace this line with your code, then run the check below.\")")
@@ -285,10 +287,3 @@ def build_lessons(solutions: Path, lessons: Path, *, check: bool = False) -> Bui
     names = {s.name for s in sources}
     orphans = sorted(p for p in lessons.glob("*.ipynb") if p.name not in names)
     return Build(changed, orphans)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

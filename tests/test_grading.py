@@ -24,8 +24,7 @@ from gptcourse.cli import main
 from gptcourse.exercises import registry
 from gptcourse.exercises.contract import Outcome, run_cases
 from gptcourse.grading import codec, find_submissions, grade
-from gptcourse.grading.results import (COLUMNS, feedback_html, load_records, safe_name,
-                                       write_atomically)
+from gptcourse.grading.results import COLUMNS, feedback_html, load_records, safe_name
 from gptcourse.grading.steps import Limits
 from gptcourse.model import GPTConfig
 
@@ -124,20 +123,6 @@ def test_an_unreadable_record_is_ignored_and_regraded(tmp_path):
     assert load_records(results) == []
     batch = grade(folder, results, limits=FAST, progress=False)
     assert batch.graded == 1 and [r["status"] for r in batch.rows] == ["passed"]
-
-
-def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
-    path = tmp_path / "gradebook.csv"
-    write_atomically(path, "old\n")
-
-    def crash(src, dst):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
-        write_atomically(path, "new\n" * 1000)
-    assert path.read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["gradebook.csv"]  # no temp file left
 
 
 def test_learners_are_named_by_file_or_by_top_folder(tmp_path):
@@ -295,6 +280,38 @@ def test_in_grading_mode_the_lessons_references_and_checks_are_unreachable():
                      "'gptcourse.welcome.softmax']")
 
 
+SANDBOX_OTHER_MODULES = """
+from gptcourse.grading import sandbox
+sandbox.install(["tokenization", "gpt_model"])
+from gptcourse.model import GPT, GPTConfig, parameter_count
+from gptcourse import tokenizer
+import gptcourse.course_model as shipped
+config = GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4)
+results = []
+for attempt in (lambda: GPT(config), lambda: parameter_count(config),
+                lambda: tokenizer.train_bpe("aaab", 257), lambda: shipped.GPT(config),
+                lambda: GPTConfig.__init__.__globals__["GPT"]):
+    try:
+        attempt()
+        results.append("reached")
+    except Exception as exc:
+        results.append(type(exc).__name__)
+print(results, config.n_embd)
+"""
+
+
+def test_a_lessons_references_are_blocked_whichever_module_holds_them():
+    """Lesson 01's references live in gptcourse.tokenizer and lesson 05's in gptcourse.model:
+    both are stand-ins while grading, also when reached through another module, while the
+    plain GPTConfig that lesson 05's cases carry stays real and leads to no model code."""
+    run = subprocess.run([sys.executable, "-c", SANDBOX_OTHER_MODULES], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == ("['ReferenceUnavailable', 'ReferenceUnavailable', "
+                                          "'ReferenceUnavailable', 'ReferenceUnavailable', "
+                                          "'KeyError'] 4")
+
+
 def test_kernel_memory_limit_is_enforced_where_the_os_supports_it():
     from gptcourse.grading.kernel import memory_limit_supported
 
@@ -320,6 +337,39 @@ def test_progress_prints_exercises_by_learners_and_writes_a_heatmap(workshop, ca
     assert "solved00" in header and "stubbed19" in header
     assert row.startswith("welcome.softmax") and row.count("✓") == 20 and row.count("○") == 20 and "50%" in row
     png = out / "progress.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_shares_are_of_those_who_handed_the_lesson_in_with_their_number():
+    from gptcourse.grading.progress import Progress, text_table
+
+    status = {("ann", "welcome.softmax"): "passed", ("bob", "welcome.softmax"): "failed",
+              ("cat", "welcome.softmax"): "passed", ("ann", "attention.causal_mask"): "passed"}
+    p = Progress(["ann", "bob", "cat"], ["welcome.softmax", "attention.causal_mask"], status)
+    assert p.passed_label("welcome.softmax") == "67% of 3"
+    assert p.passed_label("attention.causal_mask") == "100% of 1"  # not 33%: two never sent it
+    rows = text_table(p).splitlines()
+    assert rows[1].endswith("67% of 3") and rows[2].endswith("100% of 1")
+
+
+PLOTS_STILL_SHOW = """
+import matplotlib
+matplotlib.use("module://matplotlib_inline.backend_inline")  # what a notebook's kernel uses
+import matplotlib.pyplot as plt
+from gptcourse.grading.progress import Progress, heatmap
+plt.plot([1, 2])  # the learner's own figure, to be shown when the cell ends
+heatmap(Progress(["ann"], ["welcome.softmax"], {("ann", "welcome.softmax"): "passed"}),
+        __import__("pathlib").Path(r"{png}"))
+print(matplotlib.get_backend(), plt.get_fignums())
+"""
+
+
+def test_the_heatmap_leaves_a_notebooks_inline_plots_alone(tmp_path):
+    png = tmp_path / "progress.png"
+    run = subprocess.run([sys.executable, "-c", PLOTS_STILL_SHOW.replace("{png}", str(png))],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["module://matplotlib_inline.backend_inline", "[1]"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
