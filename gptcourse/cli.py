@@ -1,6 +1,7 @@
 """The `gptcourse` command.
 
   gptcourse build-lessons [--check] [--run-solutions]   solutions/ → lessons/
+          [--nbgrader-source COURSE_DIR [--lesson NN]]   and an nbgrader course
   gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
   gptcourse grade SUBMISSIONS_DIR --out RESULTS_DIR      grade submitted notebooks (untrusted)
   gptcourse grade --merge RESULTS_DIR                    gradebooks from `--shard K/N` runs
@@ -30,9 +31,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="write nothing; exit 1 if lessons/ is not what solutions/ generates")
     build.add_argument("--run-solutions", action="store_true",
                        help="first re-run every solution notebook, refreshing its outputs")
-    build.add_argument("--nbgrader-source", type=Path, metavar="DIR",
-                       help="also write the tagged solutions to DIR, as an nbgrader source "
-                            "assignment (nbgrader's generate_assignment makes the release)")
+    build.add_argument("--nbgrader-source", type=Path, metavar="COURSE_DIR",
+                       help="also write an nbgrader course to COURSE_DIR: source/NN_topic/, "
+                            "one assignment per lesson, whose check cells are autograder "
+                            "tests worth the exercise's points, and nbgrader_config.py "
+                            "(nbgrader's generate_assignment makes the release)")
+    build.add_argument("--lesson", metavar="NN",
+                       help="with --nbgrader-source: only this lesson (07, pretraining)")
     build.add_argument("--solutions", type=Path, default=Path("solutions"))
     build.add_argument("--lessons", type=Path, default=Path("lessons"))
 
@@ -100,13 +105,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_lessons(args) -> int:
-    from gptcourse.authoring import (build_lessons, notebook_text, read_notebook,
-                                     write_atomically, write_nbgrader_source)
+    from gptcourse.authoring import (NBGRADER_SETTINGS, build_lessons, notebook_text,
+                                     read_notebook, write_atomically, write_nbgrader_course)
     from gptcourse.execution import execute
 
     if not args.solutions.is_dir():
         raise ValueError(f"no folder {args.solutions}/ here; run this in the course's top "
                          f"folder, or pass --solutions")
+    if args.lesson is not None and args.nbgrader_source is None:
+        raise ValueError("--lesson picks the lesson that --nbgrader-source writes; pass both")
     if args.run_solutions:
         for path in sorted(args.solutions.glob("*.ipynb")):
             print(f"running {path} ...", file=sys.stderr, flush=True)
@@ -114,8 +121,14 @@ def _build_lessons(args) -> int:
             write_atomically(path, notebook_text(run.notebook))
             print(f"  {run.seconds:.1f} s", file=sys.stderr)
     if args.nbgrader_source:
-        for path in write_nbgrader_source(args.solutions, args.nbgrader_source):
+        course = write_nbgrader_course(args.solutions, args.nbgrader_source, args.lesson)
+        for path in course.notebooks:
             print(f"wrote {path}")
+        if course.config_written:
+            print(f"wrote {course.config}")
+        elif course.config_lacks_settings:
+            print(f"kept your {course.config}; for nbgrader's release to match lessons/ and "
+                  f"lesson 07 to finish in time, add:\n{NBGRADER_SETTINGS}", file=sys.stderr)
     build = build_lessons(args.solutions, args.lessons, check=args.check)
     for orphan in build.orphans:
         print(f"{orphan}: no solutions/{orphan.name} generates it (delete it, or add the "
@@ -228,14 +241,19 @@ def _train(args) -> int:
     import json
     import shlex
 
+    from gptcourse import distributed
     from gptcourse.atomic import write_atomically
     from gptcourse.checkpoint import load_checkpoint, save_checkpoint
     from gptcourse.course_model import RECIPE, course_data, ship
     from gptcourse.data import load_corpus
     from gptcourse.model import GPTConfig
     from gptcourse.pretraining import (TrainingAborted, TrainingRun, check_token_counts,
-                                       check_training_text, train)
+                                       check_training_text, pick_device, train)
 
+    # Under torchrun every process runs this; only the main one prints and writes.
+    replicas = distributed.join(pick_device(args.device))
+    main = replicas is None or replicas.is_main
+    say = print if main else (lambda *_, **__: None)
     checkpoint = args.out / "checkpoint.pt"
     if args.ship and args.text is not None:
         raise ValueError("--ship writes the course model, which is trained on the course "
@@ -257,7 +275,7 @@ def _train(args) -> int:
     if args.resume:
         _, train_ids, val_ids = course_data(args.text, tokenizer=run.tokenizer)
         check_token_counts(train_ids, val_ids, block_size)
-        print(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
+        say(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
     else:
         changes = {} if args.seed is None else {"seed": args.seed}
         if args.steps is not None:  # a shorter run warms up for at most a tenth of it
@@ -266,9 +284,9 @@ def _train(args) -> int:
         tokenizer, train_ids, val_ids = course_data(args.text)
         check_token_counts(train_ids, val_ids, block_size)
         run = TrainingRun.start(tokenizer, settings, device=args.device)
-        print(f"training {run.model.num_parameters():,} parameters on "
-              f"{len(train_ids):,} tokens for {settings.steps} steps on {run.device}")
-    print("Ctrl-C stops after the step under way, saving the run; Ctrl-C twice aborts at once")
+        say(f"training {run.model.num_parameters():,} parameters on "
+            f"{len(train_ids):,} tokens for {settings.steps} steps on {run.device}")
+    say("Ctrl-C stops after the step under way, saving the run; Ctrl-C twice aborts at once")
 
     saved_at = []  # the steps of the checkpoints written so far
 
@@ -277,25 +295,28 @@ def _train(args) -> int:
         saved_at.append(run.step)
 
     resume = f"gptcourse train --out {shlex.quote(str(args.out))} --resume"
+    if replicas is not None:  # all have looked for the checkpoint before rank 0 writes one
+        replicas.barrier()
     try:
         train(run, train_ids, val_ids, save=save)
     except TrainingAborted:
         last = (f"{checkpoint} (step {saved_at[-1]}) is whole; continue it with: {resume}"
                 if saved_at else "no checkpoint was written")
-        print(f"gptcourse train: aborted at step {run.step} (Ctrl-C twice); {last}",
-              file=sys.stderr)
+        say(f"gptcourse train: aborted at step {run.step} (Ctrl-C twice); {last}",
+            file=sys.stderr)
         return 130
     last = run.log[-1]
-    print(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
-          f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
-    print(f"sample: {last.get('sample', '')!r}")
+    say(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
+        f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
+    say(f"sample: {last.get('sample', '')!r}")
     log = args.out / "training_log.json"
-    write_atomically(log, json.dumps(run.log, indent=1) + "\n")
-    print(f"saved the model: {checkpoint} (step {run.step}); its losses and samples: {log}")
+    if main:
+        write_atomically(log, json.dumps(run.log, indent=1) + "\n")
+    say(f"saved the model: {checkpoint} (step {run.step}); its losses and samples: {log}")
     if run.step < run.settings.steps:
-        print(f"stopped early; continue with: {resume}")
+        say(f"stopped early; continue with: {resume}")
         return 1
-    if args.ship:
+    if args.ship and main:
         path = ship(run, command=f"gptcourse train --out {shlex.quote(str(args.out))} --ship")
-        print(f"shipped the course model: {path}")
+        say(f"shipped the course model: {path}")
     return 0

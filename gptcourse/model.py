@@ -226,7 +226,7 @@ def load_gpt2(directory: str | Path) -> GPT:
         raise FileNotFoundError(f"no config.json in {directory}: expected a Hugging Face GPT-2 "
                                 f"folder with config.json and model.safetensors or "
                                 f"pytorch_model.bin")
-    n_head = json.loads(config_file.read_text())["n_head"]
+    n_head = json.loads(config_file.read_text(encoding="utf-8"))["n_head"]
     if (directory / "model.safetensors").exists():
         try:
             from safetensors.torch import load_file

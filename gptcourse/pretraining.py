@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gptcourse import distributed
 from gptcourse.model import GPT, GPTConfig
 from gptcourse.tokenizer import Tokenizer
 
@@ -42,11 +43,17 @@ def pick_device(requested: str | None = None) -> torch.device:
     otherwise CUDA when present and the CPU when not.
 
     Apple's MPS is used only when asked for by name: learners of other courses report wrong
-    results on it, and a CPU run is correct everywhere.
+    results on it, and a CPU run is correct everywhere. Under torchrun, each process's CUDA
+    is its own GPU, cuda:LOCAL_RANK.
     """
+    gpu = distributed.local_rank()  # None for a single process: plain "cuda", as always
     if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda") if gpu is None else torch.device("cuda", gpu)
     device = torch.device(requested)
+    if device.type == "cuda" and device.index is None and gpu is not None:
+        device = torch.device("cuda", gpu)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA GPU here; "
                          f"use the CPU (device='cpu')")
@@ -320,18 +327,36 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
     second press raises TrainingAborted at once, saving nothing. A loss that is not finite
     raises a FloatingPointError before anything is saved, so a diverged run never overwrites
     a good checkpoint.
+
+    Started by torchrun (`torchrun --nproc_per_node=N ...`), the N processes train one model
+    together (see `gptcourse.distributed`): each takes its slice of every batch, the gradients
+    are averaged, and only rank 0 shows progress and calls on_eval and save. run.model stays
+    the plain model, so a saved checkpoint loads anywhere.
     """
     settings, model, optimizer = run.settings, run.model, run.optimizer
     until = settings.steps if until is None else min(until, settings.steps)
     device = run.device
+    replicas = distributed.join(device)  # None for one process: the loop as it always was
+    forward = model
+    if replicas is not None:
+        replicas.check_batch_size(settings.batch_size)
+        if time_limit is not None:  # each process's clock would stop it after another step
+            raise ValueError("time_limit works in one process only; under torchrun, stop the "
+                             "run with Ctrl-C and resume it")
+        forward = replicas.wrap(model)
+        if not replicas.is_main:
+            progress, on_eval, save = False, None, None
     model.train()
     started = time.perf_counter()
     seconds_before, step_before = run.seconds, run.step
     last_loss = None  # the latest batch's loss, once there is one
     budget_end = None if time_limit is None else started + time_limit
     out_of_time = False
+    heard = (lambda: _heard(bar)) if replicas is None or replicas.is_main else None
     with _progress_bar(run.step, until, disable=not progress, budget_end=budget_end) as bar, \
-            StopRequest(on_request=lambda: _heard(bar), on_abort=lambda: _aborted(run)) as stop:
+            StopRequest(on_request=heard, on_abort=lambda: _aborted(run)) as stop:
+        if replicas is not None:  # all stop after the same step, or one would wait forever
+            stop = distributed.SharedStop(stop, replicas)
         if run.step == 0 and not run.log:  # where the curve starts: about ln V
             _evaluate(run, train_data, val_data, None, on_eval, save)
         while run.step < until and not stop.requested:
@@ -345,11 +370,15 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
                 group["lr"] = lr
             x, y = get_batch(train_data, model.config.block_size, settings.batch_size,
                              run.generator)
-            _, loss = model(x.to(device), y.to(device))
+            if replicas is not None:
+                x, y = replicas.own_rows(x), replicas.own_rows(y)
+            _, loss = forward(x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            last_loss = _finite(loss.item(), run.step)
+            # the whole batch's loss, so that all replicas log it and stop on a NaN together
+            last_loss = _finite(loss.item() if replicas is None else replicas.mean(loss.item()),
+                                run.step)
             optimizer.step()
             run.step += 1
             elapsed = time.perf_counter() - started
@@ -360,7 +389,7 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
             bar.update(1)
             if run.step % settings.eval_every == 0 or run.step == until or stop.requested:
                 _evaluate(run, train_data, val_data, last_loss, on_eval, save)
-        if out_of_time or stop.requested:
+        if (out_of_time or stop.requested) and (replicas is None or replicas.is_main):
             _say_why_it_stopped(bar, run, until,
                                 time_limit if out_of_time and not stop.requested else None)
     return run

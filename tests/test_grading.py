@@ -1,5 +1,5 @@
 """Batch grading: marks, resuming, the files it writes, the encoding across the trust boundary,
-grading mode in the learner's process, the workshop view, and nbgrader compatibility.
+grading mode in the learner's process, and the workshop view (nbgrader: test_nbgrader.py).
 
 The attack catalogue is in test_grading_attacks.py.
 """
@@ -7,7 +7,6 @@ The attack catalogue is in test_grading_attacks.py.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import pickle
@@ -378,54 +377,6 @@ def test_the_heatmap_leaves_a_notebooks_inline_plots_alone(tmp_path):
 def test_progress_without_results_says_so(tmp_path, capsys):
     assert main(["progress", str(tmp_path)]) == 2
     assert "run gptcourse grade first" in capsys.readouterr().err
-
-
-# --- nbgrader -------------------------------------------------------------------------------
-
-NBGRADER = importlib.util.find_spec("nbgrader") is not None
-
-
-def nbgrader_release(root: Path):
-    """Run nbgrader's generate_assignment on root/source/welcome; the released lesson 00."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", "welcome",
-         f"--CourseDirectory.root={root}",
-         f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}"],
-        capture_output=True, text=True, timeout=240, cwd=root, env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return nbformat.read(str(root / "release" / "welcome" / STUBBED.name), as_version=4)
-
-
-@pytest.mark.skipif(not NBGRADER, reason="nbgrader is not installed in this environment "
-                                         "(pip install nbgrader to run this test)")
-def test_nbgrader_generate_assignment_accepts_a_lesson(tmp_path):
-    source = tmp_path / "source" / "welcome"
-    source.mkdir(parents=True)
-    shutil.copyfile(STUBBED, source / STUBBED.name)
-    released = nbgrader_release(tmp_path)
-    lesson = nbformat.read(str(STUBBED), as_version=4)
-    tagged = [(c.metadata.nbgrader["grade_id"], c.metadata.nbgrader["locked"]) for c in
-              released.cells if "nbgrader" in c.metadata]
-    assert tagged == [(c.metadata.nbgrader["grade_id"], c.metadata.nbgrader["locked"])
-                      for c in lesson.cells if "nbgrader" in c.metadata]
-    checks = [c for c in released.cells if c.metadata.get("gptcourse", {}).get("role") == "check"]
-    assert checks and all(c.source.startswith("check(") for c in checks)
-
-
-@pytest.mark.skipif(not NBGRADER, reason="nbgrader is not installed in this environment "
-                                         "(pip install nbgrader to run this test)")
-def test_nbgrader_releases_from_the_tagged_solutions_keep_each_functions_signature(tmp_path):
-    from gptcourse.cli import main
-
-    source = tmp_path / "source" / "welcome"
-    assert main(["build-lessons", "--nbgrader-source", str(source), "--solutions",
-                 str(STUBBED.parents[1] / "solutions"), "--lessons", str(tmp_path / "lessons")]) == 0
-    released = nbgrader_release(tmp_path)
-    answers = [c.source for c in released.cells
-               if c.metadata.get("gptcourse", {}).get("role") == "solution"]
-    assert answers and all(a.startswith("def softmax(x, temperature=1.0, axis=-1):")
-                           and "NotImplementedError" in a and "np.exp" not in a for a in answers)
 
 
 # --- what the learner's kernel can see ------------------------------------------------------
