@@ -85,12 +85,13 @@ class ModelExercise(Exercise):
                          f"is there to compare with, not to hand in.")
         return super().judge(cases, outcomes)
 
-    def difference(self, expected: Any, got: Any) -> str | None:
+    def difference(self, expected: Any, got: Any, case: Case | None = None,
+                   notes: list[str] | None = None) -> str | None:
         # which course classes a module is built of is judged above, not compared
         if isinstance(expected, dict) and isinstance(got, dict):
             expected = {k: v for k, v in expected.items() if k != CLASSES}
             got = {k: v for k, v in got.items() if k != CLASSES}
-        return super().difference(expected, got)
+        return super().difference(expected, got, case, notes)
 
     def call_text(self, case: Case) -> str:
         if case.probe == "module":
