@@ -26,6 +26,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("05", "gpt_model", "The whole GPT: blocks, the stack, the output head"),
     Lesson("06", "generation", "Generation: how a GPT writes, one token at a time"),
     Lesson("07", "pretraining", "Pretraining: teaching the GPT to predict the next token"),
+    Lesson("08", "finetuning", "Fine-tuning: from a story model to an assistant"),
 )
 
 

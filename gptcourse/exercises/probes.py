@@ -52,8 +52,21 @@ def seeded(fn: Callable, args: tuple, kwargs: dict) -> Any:
     return fn(*args, **kwargs)
 
 
+def raises(fn: Callable, args: tuple, kwargs: dict) -> tuple[str, Any]:
+    """("raised", the exception's type name) when fn raises, else ("returned", its value): for
+    inputs that must be refused with an error, a refusal is an answer to compare. A stub's
+    NotImplementedError passes through, so an unwritten function is still "not attempted"."""
+    try:
+        return "returned", fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        return "raised", type(exc).__name__
+
+
 PROBES: dict[str, Callable[[Callable, tuple, dict], Any]] = {
     "plain": plain,
+    "raises": raises,
     "gradients": gradients,
     "seeded": seeded,
 }
