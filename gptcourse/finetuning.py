@@ -32,7 +32,7 @@ import torch
 from gptcourse.data.tasks import Task, meets_constraints
 from gptcourse.model import GPT, GPTConfig
 from gptcourse.pretraining import (IGNORE_INDEX, StopRequest, TrainingRun, _finite,
-                                   _progress_bar, estimate_loss)
+                                   _progress_bar, cross_entropy, estimate_loss)
 from gptcourse.tokenizer import ENDOFTEXT, Tokenizer
 
 # --- the chat template -----------------------------------------------------------------------
@@ -194,18 +194,34 @@ def collate(examples: list[tuple[list[int], list[int]]],
     return x, y
 
 
-def encode_tasks(tokenizer: Tokenizer, tasks: Sequence[Task], block_size: int,
-                 masked: bool = True) -> list[tuple[list[int], list[int]]]:
-    """The (inputs, targets) of every task that fits in the context; raises ValueError when
-    none does. masked=False trains the prompt too (`unmasked_example`)."""
+def chat_example(tokenizer: Tokenizer, messages: list[dict[str, str]],
+                 masked: bool = True) -> tuple[list[int], list[int]]:
+    """(inputs, targets) of a whole chat that ends with an assistant message: every
+    assistant message is an answer to learn, with all that comes before it as its prompt
+    (`sft_example`, turn by turn), so its tokens and its end marker are trained and the rest
+    is -100. For one question and its answer this is sft_example of the two. masked=False
+    trains every position (`unmasked_example`)."""
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("a chat to learn from ends with the assistant's answer")
     end = chat_ids(tokenizer)[END]
     make = sft_example if masked else unmasked_example
-    examples = []
-    for task in tasks:
-        prompt = encode_chat(tokenizer, task.messages[:1], add_generation_prompt=True)
-        answer = tokenizer.encode_ordinary(" " + task.answer)  # the template's space
-        if len(prompt) + len(answer) <= block_size:
-            examples.append(make(prompt, answer, end))
+    inputs: list[int] = []
+    targets: list[int] = []
+    for k, message in enumerate(messages):
+        if message["role"] == "assistant":
+            prompt = encode_chat(tokenizer, messages[:k], add_generation_prompt=True)
+            answer = tokenizer.encode_ordinary(" " + message["content"])  # the template's space
+            inputs, turn_targets = make(prompt, answer, end)
+            targets = targets + turn_targets[len(targets):]  # earlier answers stay trained
+    return inputs, targets
+
+
+def encode_tasks(tokenizer: Tokenizer, tasks: Sequence[Task], block_size: int,
+                 masked: bool = True) -> list[tuple[list[int], list[int]]]:
+    """`chat_example` of every task's chat that fits in the context; raises ValueError when
+    none does."""
+    examples = [chat_example(tokenizer, task.messages, masked) for task in tasks]
+    examples = [e for e in examples if len(e[0]) <= block_size]
     if not examples:
         raise ValueError(f"none of the {len(tasks)} tasks fits in the context of "
                          f"block_size={block_size} tokens: there is nothing to train on")
@@ -241,6 +257,22 @@ def sft_batch(data: SFTData, batch_size: int, mix: int, pad_id: int,
     return x, y
 
 
+def example_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The training loss of a batch: each row's mean cross-entropy over its trained targets,
+    then the mean over the rows that have any. logits (B, T, V), targets (B, T) -> a scalar.
+
+    A mean over all trained tokens instead would let a whole story (200 targets) outweigh a
+    one-word answer (2 targets) a hundredfold; per row, every example counts the same.
+    """
+    per_token = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+        reduction="none").view(targets.shape)  # (B, T), 0 where ignored
+    keep = targets != IGNORE_INDEX
+    counts = keep.sum(dim=1)  # (B,)
+    rows = counts > 0
+    return (per_token.sum(dim=1)[rows] / counts[rows]).mean()
+
+
 @torch.no_grad()
 def sft_loss(model: GPT, examples: list[tuple[list[int], list[int]]], pad_id: int,
              batch_size: int = 16) -> float:
@@ -266,7 +298,9 @@ def finetune(run: TrainingRun, data: SFTData, *, mix: int = 0, eval_examples: in
     most time_limit seconds), as `pretraining.train` pretrains: the scheduled learning rate,
     AdamW, the gradient clipped.
 
-    Each batch holds settings.batch_size examples and `mix` rows of pretraining text. Every
+    Each batch holds settings.batch_size examples and `mix` rows of pretraining text; its loss
+    is the examples' `example_loss` (every example counting the same) plus the pretraining
+    loss of the mixed-in rows (so that what pretraining taught stays in practice). Every
     eval_every steps, before the first and at the end, a row joins run.log: the SFT loss on
     the first eval_examples training and held-out examples ("train_loss", "val_loss") and the
     pretraining validation loss ("pretrain_val_loss", forgetting); then on_eval(run) and
@@ -309,7 +343,11 @@ def finetune(run: TrainingRun, data: SFTData, *, mix: int = 0, eval_examples: in
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = sft_batch(data, settings.batch_size, mix, pad_id, run.generator)
-            _, loss = model(x.to(device), y.to(device))
+            logits, y = model(x.to(device))[0], y.to(device)
+            n = settings.batch_size
+            loss = example_loss(logits[:n], y[:n])
+            if mix:  # plus the pretraining loss on the mixed-in text, against forgetting
+                loss = loss + cross_entropy(logits[n:], y[n:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
@@ -390,3 +428,41 @@ def evaluate(model: GPT, tokenizer: Tokenizer, tasks: Sequence[Task], max_new_to
             "meets_rule": rate("meets_rule", counts["story"]),
             "ended": rate("ended", n), "leaked": rate("leaked", n),
             "questions": counts["question"], "stories": counts["story"]}
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+def show_example(tokenizer: Tokenizer, inputs: Sequence[int], targets: Sequence[int],
+                 ) -> "TrainedTokens":
+    """One example's tokens, each coloured by whether the loss trains what follows it: the
+    target of inputs[t] is targets[t]. In a notebook, trained tokens are green and ignored
+    ones grey; as text, trained tokens are marked with [ ]. The last target (after the last
+    input) is shown as the final box."""
+    from gptcourse.tokenizer import token_text
+
+    shown = [token_text(tokenizer.token_bytes(i)) for i in [*inputs, targets[-1]]]
+    # box k is coloured by whether it is *predicted*: input k is the target of position k - 1
+    trained = [False] + [t != IGNORE_INDEX for t in targets]
+    return TrainedTokens(shown, trained)
+
+
+class TrainedTokens:
+    def __init__(self, tokens: list[str], trained: list[bool]) -> None:
+        self.tokens, self.trained = tokens, trained
+
+    def __repr__(self) -> str:
+        return "".join(f"[{t}]" if keep else t for t, keep in zip(self.tokens, self.trained))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        spans = "".join(
+            f'<span style="background:{"#aceebb" if keep else "#eaeef2"};'
+            f'color:{"#1f2328" if keep else "#6e7781"};padding:1px 0;margin:0 1px;'
+            f'border-radius:3px;white-space:pre">{html.escape(t.replace(" ", "·"))}</span>'
+            for t, keep in zip(self.tokens, self.trained))
+        n = sum(self.trained)
+        return (f'<div style="font-family:monospace;line-height:1.9">{spans}'
+                f'<div style="color:#57606a;font-size:smaller">{n} of {len(self.tokens) - 1} '
+                f'predictions trained (green): the answer and the end marker; the prompt '
+                f'(grey) is given</div></div>')

@@ -14,7 +14,8 @@ from gptcourse.data.stories import NAMES
 from gptcourse.data.tasks import (HELD_OUT_NAMES, HELD_OUT_THINGS, QUESTION_TEMPLATES,
                                   STORY_TEMPLATES, Task, constraint_stories, meets_constraints,
                                   sft_tasks, story_questions)
-from gptcourse.finetuning import (CHAT_TOKENS, END, PAD, SFTData, add_chat_tokens, chat_ids,
+from gptcourse.finetuning import (CHAT_TOKENS, END, PAD, SFTData, add_chat_tokens,
+                                  chat_example, chat_ids,
                                   collate, encode_chat, encode_tasks, finetune, leaks_template,
                                   render_chat, reply, sft_example)
 from gptcourse.model import GPT, GPTConfig
@@ -120,6 +121,27 @@ def test_collate_pads_right_and_ignores_padding_by_position_even_when_pad_is_the
         collate([], 0)
     with pytest.raises(ValueError, match="2 inputs and 1 targets"):
         collate([([1, 2], [3])], 0)
+
+
+def test_a_chat_of_several_turns_trains_every_answer_and_nothing_else(tiny):
+    _, chat = add_chat_tokens(*tiny)
+    task = story_questions(1, per_story=3)[0]
+    assert len(task.messages) == 6 and [m["role"] for m in task.messages[::2]] == ["user"] * 3
+    inputs, targets = chat_example(chat, task.messages)
+    ids = encode_chat(chat, task.messages)
+    assert inputs == ids[:-1] and len(targets) == len(inputs)
+    trained = [ids[t + 1] for t, target in enumerate(targets) if target != -100]
+    answers = [tok for m in task.messages[1::2]
+               for tok in chat.encode_ordinary(" " + m["content"]) + [chat_ids(chat)[END]]]
+    assert trained == answers and all(targets[t] == ids[t + 1] for t in range(len(targets))
+                                      if targets[t] != -100)
+    one = story_questions(1)[0]
+    prompt = encode_chat(chat, one.messages[:1], add_generation_prompt=True)
+    assert chat_example(chat, one.messages) == \
+        sft_example(prompt, chat.encode_ordinary(" " + one.answer), chat_ids(chat)[END])
+    assert chat_example(chat, task.messages, masked=False) == (ids[:-1], ids[1:])
+    with pytest.raises(ValueError, match="ends with the assistant's answer"):
+        chat_example(chat, one.messages[:1])
 
 
 def test_data_that_is_empty_after_filtering_is_refused(tiny):
@@ -233,3 +255,32 @@ def test_load_course_model_takes_the_device_as_a_keyword_only():
     assert model.wte.weight.device.type == "cpu"
     with pytest.raises(TypeError):
         load_course_model("pretrained", "cpu")
+
+
+def test_the_package_data_carries_the_sft_model():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["gptcourse.course_model"]
+    assert "sft_model.pt" in patterns and "sft_training_log.json" in patterns
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--resume"], "leave out --resume and --text"),
+    (["--text", "stories.txt"], "leave out --resume and --text"),
+])
+def test_train_stage_sft_refuses_what_it_cannot_do(args, says, tmp_path, capsys):
+    from gptcourse.cli import main
+
+    assert main(["train", "--stage", "sft", "--out", str(tmp_path), *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_train_stage_sft_never_overwrites_a_checkpoint(tmp_path, capsys):
+    from gptcourse.cli import main
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"a good run")
+    assert main(["train", "--stage", "sft", "--out", str(tmp_path)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"a good run"

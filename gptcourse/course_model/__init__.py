@@ -127,12 +127,15 @@ def ship(run: TrainingRun, command: str, directory: str | os.PathLike = HERE) ->
 
 # --- the SFT model (lesson 08) ---------------------------------------------------------------
 
-SFT_RECIPE = TrainSettings(steps=300, batch_size=16, max_lr=1e-3, min_lr=1e-4, warmup=20,
+SFT_RECIPE = TrainSettings(steps=300, batch_size=8, max_lr=1e-3, min_lr=1e-4, warmup=20,
                            weight_decay=0.1, grad_clip=1.0, eval_every=50, eval_batches=4,
                            sample_prompt="", seed=0)
-SFT_MIX = 4  # rows of pretraining text in each batch of SFT_RECIPE.batch_size examples
-SFT_TASKS = 6000  # training tasks, a quarter of them constraint stories
-SFT_HELDOUT = (200, 50)  # held-out story questions and constraint stories the figures use
+SFT_MIX = 2  # rows of pretraining text in each batch of SFT_RECIPE.batch_size examples
+SFT_TASKS = 6000  # training tasks, SFT_STORY_FRACTION of them constraint stories
+SFT_STORY_FRACTION = 0.2
+SFT_PER_STORY = 4  # questions asked about each training story, in one chat
+SFT_HELDOUT = (100, 20)  # held-out story questions and constraint stories the figures use
+SFT_REPLY_TOKENS = (64, 256)  # the most tokens a reply to each may have
 SFT_PRETRAIN_BYTES = 1_000_000  # of the pretraining split, mixed in against forgetting
 
 
@@ -148,7 +151,9 @@ def sft_data(tokenizer: Tokenizer, masked: bool = True, n_tasks: int = SFT_TASKS
     block_size = GPTConfig().block_size
     corpus = load_corpus(n_bytes=CORPUS_BYTES)
     return SFTData(
-        train=encode_tasks(tokenizer, sft_tasks(n_tasks, "train", seed), block_size, masked),
+        train=encode_tasks(tokenizer, sft_tasks(n_tasks, "train", seed, SFT_STORY_FRACTION,
+                                                 SFT_PER_STORY),
+                           block_size, masked),
         heldout=encode_tasks(tokenizer, sft_heldout_tasks(), block_size, masked),
         pretrain_train=encode_text(tokenizer, corpus.train[:SFT_PRETRAIN_BYTES]),
         pretrain_val=encode_text(tokenizer, corpus.val))
@@ -213,15 +218,26 @@ def ship_sft(run: TrainingRun, command: str, figures: dict,
 def sft_figures(model: GPT, tokenizer: Tokenizer, pretrain_val: torch.Tensor,
                 progress: bool = False) -> dict:
     """The figures the SFT model is judged by, on the held-out tasks (`sft_heldout_tasks`):
-    `finetuning.evaluate`'s rates, and the pretraining validation loss on the windows the
-    course model's recipe measured (forgetting)."""
+    `finetuning.evaluate`'s rates (a question's reply may have up to 64 tokens, a story's
+    256: SFT_REPLY_TOKENS), and the pretraining validation loss on the windows the course
+    model's recipe measured (forgetting)."""
     from gptcourse.finetuning import evaluate
     from gptcourse.pretraining import estimate_loss
 
-    figures = evaluate(model, tokenizer, sft_heldout_tasks(), progress=progress,
-                       max_new_tokens=GPTConfig().block_size)
-    figures["pretrain_val_loss"] = estimate_loss(model, pretrain_val, RECIPE.batch_size,
-                                                 RECIPE.eval_batches, seed=RECIPE.seed)
+    tasks = sft_heldout_tasks()
+    kinds = [evaluate(model, tokenizer, [t for t in tasks if t.kind == kind], most,
+                      progress=progress) for kind, most in zip(("question", "story"),
+                                                               SFT_REPLY_TOKENS)]
+    asked, told = kinds
+    n = asked["questions"] + told["stories"]
+    figures = {"exact_match": asked["exact_match"], "meets_rule": told["meets_rule"],
+               "ended": (asked["ended"] * asked["questions"] + told["ended"] * told["stories"]) / n,
+               "leaked": (asked["leaked"] * asked["questions"]
+                          + told["leaked"] * told["stories"]) / n,
+               "questions_ended": asked["ended"], "questions": asked["questions"],
+               "stories": told["stories"],
+               "pretrain_val_loss": estimate_loss(model, pretrain_val, RECIPE.batch_size,
+                                                  RECIPE.eval_batches, seed=RECIPE.seed)}
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
 
 

@@ -36,22 +36,24 @@ HELD_OUT_NAMES = ("Oscar", "Hugo", "Noah", "Ruby", "Nora", "Ivy")
 HELD_OUT_THINGS = ("drum", "doll", "scarf")
 
 # Each question asks for one fact of `Story.facts`. The first templates of each list are the
-# training split's phrasings, the last one the held-out split's.
+# training split's phrasings, direct questions; the last one is the held-out split's, the same
+# request made indirectly ("Tell me ..."), in words the stories and the training questions
+# use, so that a model can understand it without having been fine-tuned on it.
 QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
     "colour": ("What colour was {hero}'s {thing}?", "Which colour did {hero}'s {thing} have?",
-               "Tell me the colour of the {thing} that {hero} had."),
+               "Tell me what colour {hero}'s {thing} was."),
     "place": ("Where did {hero} go with {pet}?", "Where did {hero} and {pet} go?",
-              "To which place did {hero} take {pet}?"),
+              "Tell me where {hero} went with {pet}."),
     "pet": ("What was the name of {hero}'s {animal}?", "What was {hero}'s {animal} called?",
-            "Name the {animal} that was friends with {hero}."),
+            "Tell me the name of {hero}'s {animal}."),
     "animal": ("What animal was {pet}?", "What kind of animal was {pet}?",
-               "{pet} was which animal?"),
+               "Tell me what animal {pet} was."),
     "helper": ("Who came by when {hero} was worried?", "Who met {hero} at the {place}?",
-               "Which person came along when {hero} was worried?"),
+               "Tell me who came by when {hero} was worried."),
     "thing": ("What did {hero} lose?", "What did {hero} lose at the {place}?",
-              "Which of {hero}'s things went missing?"),
+              "Tell me what {hero} lost."),
     "age": ("How old was {hero}?", "How many years old was {hero}?",
-            "What was the age of {hero}?"),
+            "Tell me how old {hero} was."),
 }
 STORY_TEMPLATES: tuple[str, ...] = (
     "Write a story about {a_role} named {hero} who has {a_thing}.",
@@ -63,12 +65,14 @@ N_HELD_OUT_TEMPLATES = 1  # the last template of each list
 
 @dataclass(frozen=True)
 class Task:
-    """One request and its reference answer.
+    """One request and its reference answer, and for a story question possibly more
+    questions about the same story with their answers (`follow_ups`).
 
-    kind: "question" or "story"; prompt: the person's message; answer: what a good assistant
-    replies (one word for a question, a whole story for a story request); constraints: what a
-    story must contain ({"role", "hero", "colour", "thing"}), empty for a question; story: the
-    story the task was made from.
+    kind: "question" or "story"; prompt: the person's first message; answer: what a good
+    assistant replies (one word for a question, a whole story for a story request);
+    follow_ups: ((question, answer), ...) asked after the first answer, in the same chat;
+    constraints: what a story must contain ({"role", "hero", "colour", "thing"}), empty for
+    a question; story: the story the task was made from.
     """
 
     kind: str
@@ -76,13 +80,15 @@ class Task:
     answer: str
     constraints: dict[str, str] = field(default_factory=dict)
     story: Story | None = None
+    follow_ups: tuple[tuple[str, str], ...] = ()
 
     @property
     def messages(self) -> list[dict[str, str]]:
-        """The task as a chat, the user's request and the reference answer (see
-        `gptcourse.finetuning.render_chat`)."""
-        return [{"role": "user", "content": self.prompt},
-                {"role": "assistant", "content": self.answer}]
+        """The task as a chat (see `gptcourse.finetuning.render_chat`): the user's request,
+        the reference answer, then each follow-up question and its answer."""
+        turns = [(self.prompt, self.answer), *self.follow_ups]
+        return [{"role": role, "content": text} for question, answer in turns
+                for role, text in (("user", question), ("assistant", answer))]
 
 
 def _check(n: int, split: str) -> None:
@@ -113,20 +119,28 @@ def _split_stories(rng: random.Random, split: str):
             yield story
 
 
-def story_questions(n: int, split: str = "train", seed: int = 0) -> list[Task]:
+def story_questions(n: int, split: str = "train", seed: int = 0,
+                    per_story: int = 1) -> list[Task]:
     """n story questions of `split`: the prompt is a story, a blank line and a question; the
-    answer is one word of the story."""
+    answer is one word of the story. per_story > 1 asks that many questions about each story
+    (about different facts), the later ones as follow-ups in the same chat: more answers to
+    learn from per story read."""
     _check(n, split)
+    if not 1 <= per_story <= len(QUESTION_TEMPLATES):
+        raise ValueError(f"per_story must lie between 1 and {len(QUESTION_TEMPLATES)}, got "
+                         f"{per_story!r}")
     rng = random.Random(f"story questions, {split}, {seed}")
     templates = {fact: _templates(t, split) for fact, t in QUESTION_TEMPLATES.items()}
     tasks = []
     for story in _split_stories(rng, split):
         if len(tasks) == n:
             break
-        fact = rng.choice(list(templates))
-        question = rng.choice(templates[fact]).format(**story.facts)
-        tasks.append(Task("question", f"{story.text}\n\n{question}", story.facts[fact],
-                          story=story))
+        facts = rng.sample(list(templates), per_story)
+        asked = [(rng.choice(templates[fact]).format(**story.facts), story.facts[fact])
+                 for fact in facts]
+        (question, answer), *follow_ups = asked
+        tasks.append(Task("question", f"{story.text}\n\n{question}", answer, story=story,
+                          follow_ups=tuple(follow_ups)))
     return tasks
 
 
@@ -160,15 +174,15 @@ def meets_constraints(text: str, constraints: dict[str, str]) -> bool:
             and has(f"{constraints['colour']} {constraints['thing']}", re.IGNORECASE))
 
 
-def sft_tasks(n: int, split: str = "train", seed: int = 0,
-              story_fraction: float = 0.25) -> list[Task]:
+def sft_tasks(n: int, split: str = "train", seed: int = 0, story_fraction: float = 0.25,
+              per_story: int = 1) -> list[Task]:
     """n tasks of `split`, about `story_fraction` of them constraint stories and the rest
-    story questions, in a seeded random order."""
+    story questions (`per_story` questions each), in a seeded random order."""
     _check(n, split)
     if not 0 <= story_fraction <= 1:
         raise ValueError(f"story_fraction must lie between 0 and 1, got {story_fraction}")
     n_stories = round(n * story_fraction)
-    tasks = story_questions(n - n_stories, split, seed) + \
+    tasks = story_questions(n - n_stories, split, seed, per_story) + \
         constraint_stories(n_stories, split, seed)
     random.Random(f"sft tasks, {split}, {seed}").shuffle(tasks)
     return tasks
