@@ -466,3 +466,47 @@ class TrainedTokens:
                 f'<div style="color:#57606a;font-size:smaller">{n} of {len(self.tokens) - 1} '
                 f'predictions trained (green): the answer and the end marker; the prompt '
                 f'(grey) is given</div></div>')
+
+
+def plot_sft(log: list[dict], ax=None, title: str = ""):
+    """An SFT run's curves against the step: the loss on the answers of training and of
+    held-out tasks, and the pretraining validation loss (forgetting). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.4))
+    steps = [row["step"] for row in log]
+    for key, label in (("train_loss", "answers, training tasks"),
+                       ("val_loss", "answers, held-out tasks"),
+                       ("pretrain_val_loss", "stories: pretraining validation (forgetting)")):
+        ax.plot(steps, [row[key] for row in log], "o-", ms=3, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+class LiveSFTPlot:
+    """`plot_sft` redrawn in a notebook at every evaluation: pass its `update` as `on_eval`
+    to `finetune`. Outside a notebook it draws nothing."""
+
+    def __init__(self, title: str = "fine-tuning") -> None:
+        self.title = title
+        self._handle = None
+
+    def update(self, run: TrainingRun) -> None:
+        import matplotlib.pyplot as plt
+
+        try:
+            from IPython.display import display
+        except ImportError:
+            return
+        fig, ax = plt.subplots(figsize=(7, 3.4))
+        plot_sft(run.log, ax=ax, title=f"{self.title} (step {run.step})")
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)

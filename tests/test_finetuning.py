@@ -15,9 +15,9 @@ from gptcourse.data.tasks import (HELD_OUT_NAMES, HELD_OUT_THINGS, QUESTION_TEMP
                                   STORY_TEMPLATES, Task, constraint_stories, meets_constraints,
                                   sft_tasks, story_questions)
 from gptcourse.finetuning import (CHAT_TOKENS, END, PAD, SFTData, add_chat_tokens,
-                                  chat_example, chat_ids,
-                                  collate, encode_chat, encode_tasks, finetune, leaks_template,
-                                  render_chat, reply, sft_example)
+                                  chat_example, chat_ids, collate, encode_chat, encode_tasks,
+                                  evaluate, finetune, leaks_template, render_chat, reply,
+                                  sft_example)
 from gptcourse.model import GPT, GPTConfig
 from gptcourse.pretraining import TrainingRun, TrainSettings, make_optimizer
 from gptcourse.tokenizer import Tokenizer
@@ -231,21 +231,33 @@ def test_a_diverged_run_raises_before_saving(tiny):
 
 # --- the shipped SFT model -------------------------------------------------------------------
 
-def test_the_sft_model_loads_offline_in_about_a_second_and_answers_a_held_out_question():
+def test_the_sft_model_loads_offline_in_about_a_second():
     code = ("import sys, time; import gptcourse; assert 'torch' not in sys.modules; "
             "import torch; t = time.perf_counter(); "
             "m, tok = gptcourse.load_course_model('sft'); print(time.perf_counter() - t)")
     seconds = float(subprocess.run([sys.executable, "-c", code], capture_output=True,
                                    text=True, check=True).stdout)
-    assert seconds < 5  # about one on an idle laptop; generous for a loaded test machine
+    assert seconds < 10  # about one on an idle laptop; generous for a busy machine
     from gptcourse import load_course_model
 
-    model, tokenizer = load_course_model("sft")
-    hits = sum(reply(model, tokenizer, t.messages[:1])[0] == t.answer
-               for t in story_questions(10, "heldout", seed=1))
-    assert hits >= 7
     with pytest.raises(ValueError, match="stage must be one of"):
         load_course_model("rlhf")
+
+
+def test_the_shipped_sft_model_does_what_its_log_says_on_the_held_out_questions():
+    """The log's figures were measured before the weights were stored in float16; the
+    stored model gives the same exact match within a question or two."""
+    from gptcourse import load_course_model
+    from gptcourse.course_model import SFT_REPLY_TOKENS, sft_heldout_tasks, training_log
+
+    figures = training_log("sft")["figures"]
+    model, tokenizer = load_course_model("sft")
+    questions = [t for t in sft_heldout_tasks() if t.kind == "question"]
+    measured = evaluate(model, tokenizer, questions, SFT_REPLY_TOKENS[0])
+    assert abs(measured["exact_match"] - figures["sft"]["exact_match"]) <= 0.02
+    assert measured["leaked"] == 0 and measured["ended"] >= 0.95
+    assert figures["pretrained"]["exact_match"] == 0 and figures["pretrained"]["ended"] == 0
+    assert figures["sft"]["pretrain_val_loss"] <= 0.75
 
 
 def test_load_course_model_takes_the_device_as_a_keyword_only():

@@ -149,14 +149,21 @@ def sft_data(tokenizer: Tokenizer, masked: bool = True, n_tasks: int = SFT_TASKS
     from gptcourse.finetuning import SFTData, encode_tasks
 
     block_size = GPTConfig().block_size
+    tasks = sft_tasks(n_tasks, "train", seed, SFT_STORY_FRACTION, SFT_PER_STORY)
+    mix, val = pretraining_streams(tokenizer)
+    return SFTData(train=encode_tasks(tokenizer, tasks, block_size, masked),
+                   heldout=encode_tasks(tokenizer, sft_heldout_tasks(), block_size, masked),
+                   pretrain_train=mix, pretrain_val=val)
+
+
+def pretraining_streams(tokenizer: Tokenizer, train_bytes: int = SFT_PRETRAIN_BYTES,
+                        val_bytes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the first train_bytes of the course corpus's training split, its validation split or
+    the first val_bytes of it) as token ids: text to mix into SFT batches, and the text whose
+    loss measures forgetting."""
     corpus = load_corpus(n_bytes=CORPUS_BYTES)
-    return SFTData(
-        train=encode_tasks(tokenizer, sft_tasks(n_tasks, "train", seed, SFT_STORY_FRACTION,
-                                                 SFT_PER_STORY),
-                           block_size, masked),
-        heldout=encode_tasks(tokenizer, sft_heldout_tasks(), block_size, masked),
-        pretrain_train=encode_text(tokenizer, corpus.train[:SFT_PRETRAIN_BYTES]),
-        pretrain_val=encode_text(tokenizer, corpus.val))
+    return (encode_text(tokenizer, corpus.train[:train_bytes]),
+            encode_text(tokenizer, corpus.val[:val_bytes]))
 
 
 def sft_heldout_tasks(seed: int = 0) -> list:
