@@ -7,11 +7,13 @@ loss, but only where the assistant speaks. In the order of the lesson:
 1. the chat template: each message between a role marker and an end marker, special tokens
    the tokenizer never splits (`render_chat`, `add_chat_tokens`, `encode_chat`);
 2. one example: inputs and next-token targets, the prompt's targets ignored (-100) and the
-   end marker trained, so the model learns to stop (`sft_example`);
+   end marker trained, so the model learns to stop (`sft_example`; `chat_example` for a
+   chat of several turns, every answer trained);
 3. a batch: examples of different lengths right-padded to the longest, padded targets
    ignored (`collate`);
-4. the loop: batches of examples, some pretraining text mixed in against forgetting, the
-   usual AdamW step (`finetune`);
+4. the loop: batches of examples, some pretraining text mixed in against forgetting, a loss
+   in which every example counts the same (`example_loss`), the usual AdamW step
+   (`finetune`);
 5. the evaluation: greedy answers that stop at the end marker (`reply`), exact match on
    held-out questions, the rule on constraint stories (`evaluate`).
 
