@@ -5,9 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The CPU build: installs in seconds here and works everywhere. A learner with a GPU installs
-# a CUDA build of torch into .venv first; this step then leaves it alone.
+# Which build `pip install torch==2.13.0` gets depends on where it looks: PyPI's wheel for Linux
+# is the CUDA build (with about 3 GB of NVIDIA libraries), its macOS and Windows wheels are CPU
+# builds, and a pip configured with a local wheel folder (as on the course's build machines)
+# takes that. For the CPU build on Linux, name PyTorch's CPU index:
+#   make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# A learner who installed a torch into .venv first (a CUDA build, say) keeps it.
 TORCH  := torch==2.13.0
+TORCH_INDEX ?=
 
 export PATH := $(BIN):$(PATH)
 # JupyterLab refuses to run as root unless told; workshop containers often run as root.
@@ -35,7 +40,8 @@ bench: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "gptcourse needs Python 3.10 or newer; run: make PYTHON=python3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install \
+		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 

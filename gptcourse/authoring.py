@@ -5,15 +5,23 @@ In a solution notebook, solution code sits between `### BEGIN SOLUTION` and
 a stub that raises NotImplementedError, outputs cleared and cell ids kept. A solution cell
 belongs to the exercise named by the `check("lesson.name", ...)` call in the cell after it;
 both cells are tagged with that id, in nbgrader's metadata and in ours.
+
+For instructors who grade with nbgrader, `write_nbgrader_course` writes an nbgrader course:
+one source assignment per lesson, in which each check cell is also an autograder test worth
+the exercise's points, and an nbgrader_config.py that makes nbgrader's release the same
+notebook as lessons/.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+from gptcourse.atomic import write_atomically
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE\n"
@@ -22,6 +30,26 @@ CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([A-Za-z_]\w*\.[A-Za-z_]\w*)["']""")
 # Tags about stored outputs mean nothing once outputs are cleared.
 SOLUTION_ONLY_TAGS = {"nbval-check-output", "nbval-ignore-output"}
 KEPT_METADATA = ("kernelspec", "language_info")
+# nbgrader removes this region from the release and puts it back before autograding.
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+# Seconds per cell when nbgrader autogrades: a whole lesson runs in at most 180 on 2 cores (its
+# slowest cell, in lesson 07, about 50), graders are often slower, and nbgrader's default of
+# 30 cuts lesson 07 short. The same margin as `gptcourse grade --timeout`.
+NBGRADER_CELL_TIMEOUT = 300
+# What nbgrader_config.py must set for the course's lessons.
+NBGRADER_SETTINGS = f"""\
+# The stub that lessons/ has, so that nbgrader's release is the course's lesson, cell for cell.
+c.ClearSolutions.code_stub = {{"python": {STUB!r}}}
+# Seconds per cell when autograding: a lesson runs in at most 180 s on 2 cores, and nbgrader's
+# default of 30 s stops lesson 07's training cell.
+c.Execute.timeout = {NBGRADER_CELL_TIMEOUT}
+"""
+NBGRADER_CONFIG = f"""\
+# nbgrader's settings for the gptcourse lessons, written by `gptcourse build-lessons
+# --nbgrader-source`. Add your own (CourseDirectory.course_id, Exchange.root, ...) below.
+c = get_config()  # noqa: F821 (nbgrader defines get_config when it reads this file)
+
+{NBGRADER_SETTINGS}"""
 
 
 class AuthoringError(ValueError):
@@ -144,16 +172,100 @@ class Build:
     orphans: list[Path]
 
 
-def write_nbgrader_source(solutions: Path, folder: Path) -> list[Path]:
-    """Write every solution notebook, tagged and with outputs cleared, into `folder`: an
-    nbgrader source assignment (source/<assignment>/) for instructors who grade with nbgrader."""
-    written = []
-    for source in sorted(solutions.glob("*.ipynb")):
-        nb = lesson_from_solution(read_notebook(source), source.name, stubs=False)
+def check_call(source: str, exercise: str, where: str = "") -> str:
+    """The text of the `check("<exercise>", ...)` call in a check cell's source."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise AuthoringError(f"{where}the check cell is not plain Python: {exc}") from None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "check" and node.args
+                and isinstance(node.args[0], ast.Constant) and node.args[0].value == exercise):
+            return ast.get_source_segment(source, node)
+    raise AuthoringError(f"{where}no check({exercise!r}, ...) call in the check cell")
+
+
+def graded_check(source: str, exercise: str, where: str = "") -> str:
+    """A check cell's source followed by nbgrader's hidden test, which fails (and so gives the
+    cell's points only) unless the same check passes, with the verdict as its message.
+
+    The test calls the course's check by its full name: a learner's own variable called check
+    must not decide the points. It is hidden, so the learner's release shows the lesson's cell.
+    """
+    call = check_call(source, exercise, where)
+    return "\n".join([
+        source,
+        HIDDEN_BEGIN,
+        "from gptcourse.exercises import check as _course_check",
+        f"_verdict = _course_check{call[len('check'):]}",
+        'assert _verdict.passed, f"\\n{_verdict}"',
+        HIDDEN_END,
+    ])
+
+
+def nbgrader_source(solution, name: str = "notebook"):
+    """The nbgrader source notebook of a solution notebook: the solutions kept between their
+    markers (nbgrader's generate_assignment turns them into stubs), outputs cleared, and every
+    check cell an autograder test worth its exercise's points (see `graded_check`)."""
+    from gptcourse.exercises import registry
+
+    nb = lesson_from_solution(solution, name, stubs=False)
+    for _, check_index, exercise in exercise_cells(solution):
+        where = f"{name}: cell {check_index}: "
+        if exercise not in registry:
+            raise AuthoringError(f"{where}checks {exercise!r}, which is no registered exercise")
+        cell = nb.cells[check_index]
+        cell.source = graded_check(cell.source, exercise, where)
+        cell.metadata.nbgrader.update(grade=True, points=registry[exercise].points)
+    return nb
+
+
+def lesson_sources(solutions: Path, lesson: str | None = None) -> list[Path]:
+    """The solution notebooks, or only lesson `lesson`'s ("07", "7", "pretraining" or
+    "07_pretraining")."""
+    sources = sorted(solutions.glob("*.ipynb"))
+    if lesson is None:
+        return sources
+    wanted = lesson.zfill(2) if lesson.isdigit() else lesson
+    chosen = [p for p in sources if wanted in (p.stem, *p.stem.split("_", 1))]
+    if not chosen:
+        raise ValueError(f"no lesson {lesson!r} in {solutions}/; the lessons are "
+                         f"{', '.join(p.stem for p in sources)}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class NbgraderCourse:
+    """What write_nbgrader_course wrote: one source notebook per assignment, and the config,
+    written only when there was none; `config_lacks_settings` when an instructor's own config
+    does not contain NBGRADER_SETTINGS."""
+
+    notebooks: list[Path]
+    config: Path
+    config_written: bool
+    config_lacks_settings: bool
+
+
+def write_nbgrader_course(solutions: Path, course: Path, lesson: str | None = None
+                          ) -> NbgraderCourse:
+    """An nbgrader course in `course`: source/NN_topic/NN_topic.ipynb, one assignment per
+    lesson (or only `lesson`'s, see `lesson_sources`), and nbgrader_config.py. An existing
+    nbgrader_config.py is the instructor's and is never overwritten."""
+    notebooks = []
+    for source in lesson_sources(solutions, lesson):
+        nb = nbgrader_source(read_notebook(source), source.name)
+        folder = course / "source" / source.stem
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(folder / source.name, notebook_text(nb))
-        written.append(folder / source.name)
-    return written
+        notebooks.append(folder / source.name)
+    config = course / "nbgrader_config.py"
+    if config.exists():
+        lacks = NBGRADER_SETTINGS not in config.read_text(encoding="utf-8")
+        return NbgraderCourse(notebooks, config, config_written=False,
+                              config_lacks_settings=lacks)
+    write_atomically(config, NBGRADER_CONFIG)
+    return NbgraderCourse(notebooks, config, config_written=True, config_lacks_settings=False)
 
 
 def build_lessons(solutions: Path, lessons: Path, *, check: bool = False) -> Build:
@@ -175,10 +287,3 @@ def build_lessons(solutions: Path, lessons: Path, *, check: bool = False) -> Bui
     names = {s.name for s in sources}
     orphans = sorted(p for p in lessons.glob("*.ipynb") if p.name not in names)
     return Build(changed, orphans)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

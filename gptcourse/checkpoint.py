@@ -15,11 +15,11 @@ Loading checks the file before building anything and says what does not match.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from gptcourse.atomic import atomic_file
 from gptcourse.model import GPT, GPTConfig
 from gptcourse.pretraining import TrainingRun, TrainSettings, make_optimizer, pick_device
 from gptcourse.tokenizer import Tokenizer
@@ -68,7 +68,8 @@ def save_checkpoint(path: str | os.PathLike, run: TrainingRun, *, with_optimizer
     if with_optimizer:
         content["optimizer"] = _to_cpu(run.optimizer.state_dict())
         content["generator"] = run.generator.get_state()
-    _write_atomically(path, content)
+    with atomic_file(path) as f:
+        torch.save(content, f)
     return path
 
 
@@ -80,21 +81,6 @@ def _to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
-
-
-def _write_atomically(path: Path, content: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's private 0o600 would make a shipped file unreadable
-        with os.fdopen(fd, "wb") as f:
-            torch.save(content, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # the one step that switches old to new
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -140,11 +126,15 @@ def _read(path: Path, device: str | None) -> tuple[dict, GPT, Tokenizer]:
     checked before use."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): it holds no checkpoint. Delete it, "
+                              f"or choose the file a run saved")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, cut short, or "
-                              f"not written by gptcourse): {exc}") from None
+                              f"not written by gptcourse): {str(exc) or type(exc).__name__}"
+                              ) from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         raise CheckpointError(f"{path}: expected a {FORMAT!r} file, found {found!r}")

@@ -1,8 +1,10 @@
 """The `gptcourse` command.
 
   gptcourse build-lessons [--check] [--run-solutions]   solutions/ → lessons/
+          [--nbgrader-source COURSE_DIR [--lesson NN]]   and an nbgrader course
   gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
   gptcourse grade SUBMISSIONS_DIR --out RESULTS_DIR      grade submitted notebooks (untrusted)
+  gptcourse grade --merge RESULTS_DIR                    gradebooks from `--shard K/N` runs
   gptcourse progress RESULTS_DIR                         exercises × learners, table + heatmap
   gptcourse train --out DIR [--resume] [--ship]          pretrain a GPT (the course model's recipe)
   gptcourse train --stage sft --out DIR [--ship]         fine-tune it (the SFT model's recipe)
@@ -30,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="write nothing; exit 1 if lessons/ is not what solutions/ generates")
     build.add_argument("--run-solutions", action="store_true",
                        help="first re-run every solution notebook, refreshing its outputs")
-    build.add_argument("--nbgrader-source", type=Path, metavar="DIR",
-                       help="also write the tagged solutions to DIR, as an nbgrader source "
-                            "assignment (nbgrader's generate_assignment makes the release)")
+    build.add_argument("--nbgrader-source", type=Path, metavar="COURSE_DIR",
+                       help="also write an nbgrader course to COURSE_DIR: source/NN_topic/, "
+                            "one assignment per lesson, whose check cells are autograder "
+                            "tests worth the exercise's points, and nbgrader_config.py "
+                            "(nbgrader's generate_assignment makes the release)")
+    build.add_argument("--lesson", metavar="NN",
+                       help="with --nbgrader-source: only this lesson (07, pretraining)")
     build.add_argument("--solutions", type=Path, default=Path("solutions"))
     build.add_argument("--lessons", type=Path, default=Path("lessons"))
 
@@ -41,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
 
     grade = commands.add_parser("grade", help="grade a folder of submitted notebooks")
-    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR",
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR", nargs="?",
                        help="every .ipynb below it: one learner per file or per sub-folder")
-    grade.add_argument("--out", type=Path, required=True, metavar="RESULTS_DIR")
+    grade.add_argument("--out", type=Path, metavar="RESULTS_DIR",
+                       help="where the records, gradebooks and feedback pages go")
     grade.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
     grade.add_argument("--timeout", type=float, default=300,
                        help="seconds per notebook, running it and its functions (default 300; "
@@ -52,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="memory limit per notebook in MiB (enforced on Linux only)")
     grade.add_argument("--force", action="store_true",
                        help="grade again notebooks already graded in RESULTS_DIR")
+    grade.add_argument("--shard", metavar="K/N", default=None,
+                       help="grade only shard K of N, a stable share of the notebooks (by "
+                            "path); shards may run at once, on other machines, into one "
+                            "RESULTS_DIR; they write records only, then run --merge")
+    grade.add_argument("--merge", type=Path, metavar="RESULTS_DIR", default=None,
+                       help="grade nothing: write the gradebooks, feedback pages and "
+                            "instructor's log from every record in RESULTS_DIR (after shards)")
 
     progress = commands.add_parser("progress", help="where the room is: exercises × learners")
     progress.add_argument("results", type=Path, metavar="RESULTS_DIR")
@@ -95,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_lessons(args) -> int:
-    from gptcourse.authoring import (build_lessons, notebook_text, read_notebook,
-                                     write_atomically, write_nbgrader_source)
+    from gptcourse.authoring import (NBGRADER_SETTINGS, build_lessons, notebook_text,
+                                     read_notebook, write_atomically, write_nbgrader_course)
     from gptcourse.execution import execute
 
     if not args.solutions.is_dir():
         raise ValueError(f"no folder {args.solutions}/ here; run this in the course's top "
                          f"folder, or pass --solutions")
+    if args.lesson is not None and args.nbgrader_source is None:
+        raise ValueError("--lesson picks the lesson that --nbgrader-source writes; pass both")
     if args.run_solutions:
         for path in sorted(args.solutions.glob("*.ipynb")):
             print(f"running {path} ...", file=sys.stderr, flush=True)
@@ -109,8 +125,14 @@ def _build_lessons(args) -> int:
             write_atomically(path, notebook_text(run.notebook))
             print(f"  {run.seconds:.1f} s", file=sys.stderr)
     if args.nbgrader_source:
-        for path in write_nbgrader_source(args.solutions, args.nbgrader_source):
+        course = write_nbgrader_course(args.solutions, args.nbgrader_source, args.lesson)
+        for path in course.notebooks:
             print(f"wrote {path}")
+        if course.config_written:
+            print(f"wrote {course.config}")
+        elif course.config_lacks_settings:
+            print(f"kept your {course.config}; for nbgrader's release to match lessons/ and "
+                  f"lesson 07 to finish in time, add:\n{NBGRADER_SETTINGS}", file=sys.stderr)
     build = build_lessons(args.solutions, args.lessons, check=args.check)
     for orphan in build.orphans:
         print(f"{orphan}: no solutions/{orphan.name} generates it (delete it, or add the "
@@ -161,21 +183,46 @@ def _check(args) -> int:
 
 
 def _grade(args) -> int:
-    from gptcourse.grading import ERROR, Limits, grade
+    from gptcourse.grading import Limits, grade, merge, parse_shard
     from gptcourse.grading.kernel import memory_limit_supported
 
+    if args.merge is not None:
+        if args.submissions is not None or args.out is not None or args.shard is not None:
+            raise ValueError("--merge RESULTS_DIR grades nothing: leave out SUBMISSIONS_DIR, "
+                             "--out and --shard")
+        batch, out = merge(args.merge), args.merge
+        print(f"merged {len(batch.records)} record(s) of "
+              f"{len({r['learner'] for r in batch.records})} learner(s)")
+        return _print_results(out, batch)
+    if args.submissions is None or args.out is None:
+        raise ValueError("give the submissions folder and --out RESULTS_DIR (or --merge "
+                         "RESULTS_DIR to write the gradebooks of sharded runs)")
     if args.jobs < 1 or args.timeout <= 0:
         raise ValueError("--jobs must be at least 1 and --timeout above 0")
+    shard = parse_shard(args.shard) if args.shard is not None else None
     if not memory_limit_supported():
         print(f"gptcourse grade: the memory limit is not enforced on {sys.platform}; only the "
               f"time limit is (run the grader on Linux for both)", file=sys.stderr)
-    batch = grade(args.submissions, args.out, jobs=args.jobs, force=args.force,
+    batch = grade(args.submissions, args.out, jobs=args.jobs, force=args.force, shard=shard,
                   limits=Limits(timeout=args.timeout, memory_mb=args.memory))
     learners = {r["learner"] for r in batch.rows}
-    errors = sorted({r["learner"] for r in batch.rows if r["status"] == ERROR})
-    print(f"graded {batch.graded} notebook(s), skipped {batch.skipped} already graded "
+    which = f"shard {shard[0]}/{shard[1]}: " if shard else ""
+    print(f"{which}graded {batch.graded} notebook(s), skipped {batch.skipped} already graded "
           f"(--force grades them again); {len(learners)} learner(s)")
-    print(f"gradebook: {args.out / 'gradebook.csv'} (and .json); feedback: {args.out / 'feedback'}/")
+    if shard:
+        print(f"records: {args.out / 'submissions'}/; once every shard has finished, write "
+              f"the gradebooks with: gptcourse grade --merge {args.out}")
+        return 0
+    return _print_results(args.out, batch)
+
+
+def _print_results(out: Path, batch) -> int:
+    from gptcourse.grading import ERROR
+
+    errors = sorted({r["learner"] for r in batch.rows if r["status"] == ERROR})
+    print(f"gradebook: {out / 'gradebook.csv'} (and .json); one row per learner, for an LMS: "
+          f"{out / 'gradebook_learners.csv'}")
+    print(f"feedback: {out / 'feedback'}/; for the instructor: {out / 'instructor_log.txt'}")
     if errors:
         print(f"not graded, see their feedback: {', '.join(errors)}")
     return 0
@@ -198,10 +245,19 @@ def _train(args) -> int:
     import json
     import shlex
 
+    from gptcourse import distributed
+    from gptcourse.atomic import write_atomically
     from gptcourse.checkpoint import load_checkpoint, save_checkpoint
     from gptcourse.course_model import RECIPE, course_data, ship
-    from gptcourse.pretraining import TrainingRun, train
+    from gptcourse.data import load_corpus
+    from gptcourse.model import GPTConfig
+    from gptcourse.pretraining import (TrainingAborted, TrainingRun, check_token_counts,
+                                       check_training_text, pick_device, train)
 
+    # Under torchrun every process runs this; only the main one prints and writes.
+    replicas = distributed.join(pick_device(args.device))
+    main = replicas is None or replicas.is_main
+    say = print if main else (lambda *_, **__: None)
     checkpoint = args.out / "checkpoint.pt"
     if args.ship and args.text is not None:
         raise ValueError("--ship writes the course model, which is trained on the course "
@@ -211,37 +267,62 @@ def _train(args) -> int:
             raise ValueError("--resume continues the saved run with its own settings; leave "
                              "out --steps and --seed")
         run = load_checkpoint(checkpoint, device=args.device)
-        _, train_ids, val_ids = course_data(args.text, tokenizer=run.tokenizer)
-        print(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
+        block_size = run.model.config.block_size
     else:
         if checkpoint.exists():
             raise ValueError(f"{checkpoint} exists: pass --resume to continue it, or choose "
                              f"another --out")
+        block_size = GPTConfig().block_size
+    if args.text is not None:  # a text too short for one window fails now, not after minutes
+        corpus = load_corpus(args.text)
+        check_training_text(corpus.train, corpus.val, block_size)
+    if args.resume:
+        _, train_ids, val_ids = course_data(args.text, tokenizer=run.tokenizer)
+        check_token_counts(train_ids, val_ids, block_size)
+        say(f"resuming {checkpoint} at step {run.step} of {run.settings.steps}")
+    else:
         changes = {} if args.seed is None else {"seed": args.seed}
         if args.steps is not None:  # a shorter run warms up for at most a tenth of it
             changes.update(steps=args.steps, warmup=min(RECIPE.warmup, args.steps // 10))
         settings = dataclasses.replace(RECIPE, **changes)
         tokenizer, train_ids, val_ids = course_data(args.text)
+        check_token_counts(train_ids, val_ids, block_size)
         run = TrainingRun.start(tokenizer, settings, device=args.device)
-        print(f"training {run.model.num_parameters():,} parameters on "
-              f"{len(train_ids):,} tokens for {settings.steps} steps on {run.device}")
+        say(f"training {run.model.num_parameters():,} parameters on "
+            f"{len(train_ids):,} tokens for {settings.steps} steps on {run.device}")
+    say("Ctrl-C stops after the step under way, saving the run; Ctrl-C twice aborts at once")
+
+    saved_at = []  # the steps of the checkpoints written so far
 
     def save(run: TrainingRun) -> None:
         save_checkpoint(checkpoint, run)
+        saved_at.append(run.step)
 
-    train(run, train_ids, val_ids, save=save)
+    resume = f"gptcourse train --out {shlex.quote(str(args.out))} --resume"
+    if replicas is not None:  # all have looked for the checkpoint before rank 0 writes one
+        replicas.barrier()
+    try:
+        train(run, train_ids, val_ids, save=save)
+    except TrainingAborted:
+        last = (f"{checkpoint} (step {saved_at[-1]}) is whole; continue it with: {resume}"
+                if saved_at else "no checkpoint was written")
+        say(f"gptcourse train: aborted at step {run.step} (Ctrl-C twice); {last}",
+            file=sys.stderr)
+        return 130
     last = run.log[-1]
-    print(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
-          f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
-    print(f"sample: {last.get('sample', '')!r}")
+    say(f"step {run.step}: train loss {last['train_loss']:.3f}, validation loss "
+        f"{last['val_loss']:.3f}, {run.seconds:.0f} s of training")
+    say(f"sample: {last.get('sample', '')!r}")
     log = args.out / "training_log.json"
-    log.write_text(json.dumps(run.log, indent=1) + "\n", encoding="utf-8")
+    if main:
+        write_atomically(log, json.dumps(run.log, indent=1) + "\n")
+    say(f"saved the model: {checkpoint} (step {run.step}); its losses and samples: {log}")
     if run.step < run.settings.steps:
-        print(f"stopped early; continue with: gptcourse train --out {args.out} --resume")
+        say(f"stopped early; continue with: {resume}")
         return 1
-    if args.ship:
+    if args.ship and main:
         path = ship(run, command=f"gptcourse train --out {shlex.quote(str(args.out))} --ship")
-        print(f"shipped the course model: {path}")
+        say(f"shipped the course model: {path}")
     return 0
 
 

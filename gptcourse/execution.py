@@ -47,7 +47,47 @@ def execute(nb, folder: Path, *, timeout: int = 600, allow_errors: bool = True) 
                             resources={"metadata": {"path": str(folder)}})
     start = time.perf_counter()
     client.execute()
-    return Run(nb, time.perf_counter() - start, verdicts(nb), cell_errors(nb))
+    seconds = time.perf_counter() - start
+    settle_widget_text(nb)
+    return Run(nb, seconds, verdicts(nb), cell_errors(nb))
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def settle_widget_text(nb) -> None:
+    """Give each widget output (a progress bar) the plain text of its final state.
+
+    A widget's plain-text stand-in is written when the widget first appears, so a stored
+    notebook shown without its widgets (or before they load) would show a finished bar as
+    "0/300". The final state is in the notebook's saved widget state; this rewrites the
+    stand-in from it, for the widgets made of HTML labels and progress bars (tqdm's)."""
+    import html
+
+    states = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def text(model_id: str, depth: int = 0) -> str:
+        model = states.get(model_id, {})
+        state, name = model.get("state", {}), model.get("model_name", "")
+        if depth > 8:
+            return ""
+        if name == "HTMLModel":
+            return html.unescape(str(state.get("value", ""))).replace("\u2007", " ")
+        if name in ("FloatProgressModel", "IntProgressModel"):
+            done = state.get("value", 0) / (state.get("max") or 1)
+            filled = max(0, min(10, round(10 * done)))
+            return "|" + "█" * filled + " " * (10 - filled) + "|"
+        children = state.get("children", [])
+        return "".join(text(str(c).removeprefix("IPY_MODEL_"), depth + 1) for c in children)
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view and view.get("model_id") in states:
+                settled = text(view["model_id"]).strip()
+                if settled:
+                    output["data"]["text/plain"] = settled
 
 
 def verdicts(nb) -> dict[str, CheckResult]:

@@ -78,7 +78,7 @@ def _is_whole(n) -> bool:
 
 def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
                     top_k: int | None, top_p: float | None, config) -> None:
-    block_size, vocab_size = config.block_size, config.vocab_size
+    vocab_size = config.vocab_size
     if idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"expected the prompt as integer token ids of shape (B, T), got "
                          f"{idx.dtype} of shape {tuple(idx.shape)}; for one prompt, "
@@ -86,9 +86,6 @@ def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
     if idx.size(1) == 0:
         raise ValueError("the prompt is empty: give at least one token (for example the "
                          "tokenizer's end-of-text token) to start from")
-    if idx.size(1) > block_size:
-        raise ValueError(f"the prompt has {idx.size(1)} tokens but the model's context holds "
-                         f"block_size={block_size}; keep its last {block_size} tokens")
     if idx.min() < 0 or idx.max() >= vocab_size:
         raise ValueError(f"the prompt holds token ids from {idx.min().item()} to "
                          f"{idx.max().item()}, but the model knows ids 0 to {vocab_size - 1}; "
@@ -104,6 +101,29 @@ def _check_settings(idx: torch.Tensor, max_new_tokens: int, temperature: float,
 
 
 @torch.no_grad()
+def autoregressive_loop(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: int | None = None, generator: torch.Generator | None = None
+                        ) -> torch.Tensor:
+    """Generation as lesson 06 writes it: idx (B, T) -> (B, T + max_new_tokens).
+
+    Each step crops the sequence to its last block_size tokens (the most the model can see;
+    a prompt longer than that is cropped the same way), takes the logits of the last
+    position, and draws the next token with `next_token` (argmax when temperature is 0, else
+    softmax of the scaled, top-k filtered logits sampled by torch.multinomial(probs, 1,
+    generator=generator)). `model` is any module whose forward maps ids (B, T) to
+    (logits (B, T, V), loss) and that has config.block_size and config.vocab_size: the
+    course's GPT, or the learner's own. No KV cache: see `generate` for the fast version.
+    """
+    _check_settings(idx, max_new_tokens, temperature, top_k, None, model.config)
+    block_size = model.config.block_size
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -block_size:])  # (B, T, V)
+        new = next_token(logits[:, -1], temperature, top_k, None, generator)  # (B, 1)
+        idx = torch.cat([idx, new], dim=1)
+    return idx
+
+
+@torch.no_grad()
 def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -113,7 +133,8 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     and the KV cache supplies the rest; without, each step runs the whole sequence again. Both
     give the same tokens. Once the sequence fills the context (block_size), each step sees only
     the last block_size tokens, as a window sliding along; the cache cannot slide (every
-    position would change), so from there on both ways recompute the window.
+    position would change), so from there on both ways recompute the window. A prompt longer
+    than block_size is cropped the same way: the model sees its last block_size tokens.
     """
     block_size = model.config.block_size
     _check_settings(idx, max_new_tokens, temperature, top_k, top_p, model.config)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gptcourse import distributed
 from gptcourse.model import GPT, GPTConfig
 from gptcourse.tokenizer import Tokenizer
 
@@ -41,11 +43,17 @@ def pick_device(requested: str | None = None) -> torch.device:
     otherwise CUDA when present and the CPU when not.
 
     Apple's MPS is used only when asked for by name: learners of other courses report wrong
-    results on it, and a CPU run is correct everywhere.
+    results on it, and a CPU run is correct everywhere. Under torchrun, each process's CUDA
+    is its own GPU, cuda:LOCAL_RANK.
     """
+    gpu = distributed.local_rank()  # None for a single process: plain "cuda", as always
     if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda") if gpu is None else torch.device("cuda", gpu)
     device = torch.device(requested)
+    if device.type == "cuda" and device.index is None and gpu is not None:
+        device = torch.device("cuda", gpu)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA GPU here; "
                          f"use the CPU (device='cpu')")
@@ -110,6 +118,26 @@ def lr_at(step: int, warmup: int, max_steps: int, max_lr: float, min_lr: float) 
         return min_lr
     progress = (step - warmup) / (max_steps - warmup)  # 0 → 1
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, lr: float, grad_clip: float) -> float:
+    """One step of training: returns the batch's loss as a Python float.
+
+    x, y: (B, T) token ids and their targets; `model` maps (x, y) to (logits, loss). The
+    step sets every parameter group's learning rate to lr, zeroes the gradients left by the
+    last step (backward adds to them), computes the loss, backpropagates, clips the
+    gradient's overall norm to grad_clip (one unlucky batch cannot throw the weights far) and
+    lets the optimiser update the weights.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
 
 
 # --- the optimiser ---------------------------------------------------------------------------
@@ -223,6 +251,34 @@ def encode_text(tokenizer: Tokenizer, text: str) -> torch.Tensor:
     return torch.tensor(tokenizer.encode_ordinary(text), dtype=torch.long)
 
 
+def check_training_text(train_text: str, val_text: str, block_size: int) -> None:
+    """Refuse, before a tokenizer is trained, text that cannot make a training run: NUL
+    characters (a binary file, not text), or a split of at most block_size bytes (a byte-level
+    token covers at least one byte, so such a split can never hold a window and its targets).
+    """
+    if "\x00" in train_text or "\x00" in val_text:
+        raise ValueError("the text holds NUL characters, so it is a binary file, not text: "
+                         "train on a UTF-8 text file")
+    for name, text in (("training", train_text), ("validation", val_text)):
+        n_bytes = len(text.encode("utf-8"))
+        if n_bytes <= block_size:
+            raise ValueError(f"the {name} split has only {n_bytes:,} bytes, so fewer than the "
+                             f"{block_size + 1} tokens one window of block_size={block_size} "
+                             f"and its targets need: give a longer text (the validation split "
+                             f"is its last tenth)")
+
+
+def check_token_counts(train_data: torch.Tensor, val_data: torch.Tensor,
+                       block_size: int) -> None:
+    """Both token streams, (N,) and (M,), must be longer than block_size, or no window and its
+    shifted targets can be cut from them: checked before training, not at the first batch."""
+    for name, data in (("training", train_data), ("validation", val_data)):
+        if len(data) <= block_size:
+            raise ValueError(f"the {name} split is only {len(data):,} tokens long, but one "
+                             f"window of block_size={block_size} and its targets need "
+                             f"{block_size + 1}: give a longer text")
+
+
 def sample_text(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: int,
                 temperature: float = 0.8, top_k: int | None = 40, seed: int = 0) -> str:
     """`prompt` and its continuation, sampled with a generator seeded by `seed`."""
@@ -259,7 +315,8 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
           on_eval: Callable[[TrainingRun], None] | None = None,
           save: Callable[[TrainingRun], None] | None = None) -> TrainingRun:
     """Train `run` from run.step to `until` (by default the end of its schedule), or for at
-    most `time_limit` seconds (a budget for slow machines: the run stops as if interrupted).
+    most `time_limit` seconds (a budget for slow machines: the run stops as if interrupted,
+    and the progress bar's time left counts it).
 
     Each step: a batch, the loss, the gradient, clipped to norm settings.grad_clip, and an
     AdamW step at the scheduled learning rate. Every eval_every steps, at the end and before
@@ -267,23 +324,44 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
     on_eval(run) is called (a live plot) and save(run) (a checkpoint). Stopping the kernel
     (the stop button, or Ctrl-C) ends the loop after the step under way: the model keeps
     what it learned, a row is logged and `save` is called, so the run can be resumed; a
-    second press stops at once, saving nothing. A loss that is not finite raises a
-    FloatingPointError before anything is saved, so a diverged run never overwrites a good
-    checkpoint.
+    second press raises TrainingAborted at once, saving nothing. A loss that is not finite
+    raises a FloatingPointError before anything is saved, so a diverged run never overwrites
+    a good checkpoint.
+
+    Started by torchrun (`torchrun --nproc_per_node=N ...`), the N processes train one model
+    together (see `gptcourse.distributed`): each takes its slice of every batch, the gradients
+    are averaged, and only rank 0 shows progress and calls on_eval and save. run.model stays
+    the plain model, so a saved checkpoint loads anywhere.
     """
     settings, model, optimizer = run.settings, run.model, run.optimizer
     until = settings.steps if until is None else min(until, settings.steps)
     device = run.device
+    replicas = distributed.join(device)  # None for one process: the loop as it always was
+    forward = model
+    if replicas is not None:
+        replicas.check_batch_size(settings.batch_size)
+        if time_limit is not None:  # each process's clock would stop it after another step
+            raise ValueError("time_limit works in one process only; under torchrun, stop the "
+                             "run with Ctrl-C and resume it")
+        forward = replicas.wrap(model)
+        if not replicas.is_main:
+            progress, on_eval, save = False, None, None
     model.train()
     started = time.perf_counter()
     seconds_before, step_before = run.seconds, run.step
     last_loss = None  # the latest batch's loss, once there is one
-    with _progress_bar(run.step, until, disable=not progress) as bar, StopRequest() as stop:
+    budget_end = None if time_limit is None else started + time_limit
+    out_of_time = False
+    heard = (lambda: _heard(bar)) if replicas is None or replicas.is_main else None
+    with _progress_bar(run.step, until, disable=not progress, budget_end=budget_end) as bar, \
+            StopRequest(on_request=heard, on_abort=lambda: _aborted(run)) as stop:
+        if replicas is not None:  # all stop after the same step, or one would wait forever
+            stop = distributed.SharedStop(stop, replicas)
         if run.step == 0 and not run.log:  # where the curve starts: about ln V
             _evaluate(run, train_data, val_data, None, on_eval, save)
         while run.step < until and not stop.requested:
             if time_limit is not None and time.perf_counter() - started > time_limit:
-                stop.requested = True
+                out_of_time = True
                 if not run.log or run.log[-1]["step"] != run.step:
                     _evaluate(run, train_data, val_data, last_loss, on_eval, save)
                 break
@@ -292,11 +370,15 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
                 group["lr"] = lr
             x, y = get_batch(train_data, model.config.block_size, settings.batch_size,
                              run.generator)
-            _, loss = model(x.to(device), y.to(device))
+            if replicas is not None:
+                x, y = replicas.own_rows(x), replicas.own_rows(y)
+            _, loss = forward(x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            last_loss = _finite(loss.item(), run.step)
+            # the whole batch's loss, so that all replicas log it and stop on a NaN together
+            last_loss = _finite(loss.item() if replicas is None else replicas.mean(loss.item()),
+                                run.step)
             optimizer.step()
             run.step += 1
             elapsed = time.perf_counter() - started
@@ -307,21 +389,34 @@ def train(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor, *,
             bar.update(1)
             if run.step % settings.eval_every == 0 or run.step == until or stop.requested:
                 _evaluate(run, train_data, val_data, last_loss, on_eval, save)
-        if stop.requested:
-            bar.write(f"stopped at step {run.step} of {until}; the model keeps what it "
-                      f"learned, and train(...) again continues from here")
+        if (out_of_time or stop.requested) and (replicas is None or replicas.is_main):
+            _say_why_it_stopped(bar, run, until,
+                                time_limit if out_of_time and not stop.requested else None)
     return run
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """A second stop while training: raised at once, wherever the step was. In a notebook
+    it shows as its one-line message, not a traceback through torch's internals."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
 
 
 class StopRequest:
     """Inside `with StopRequest() as stop:`, an interrupt (SIGINT: Ctrl-C, or the notebook's
     stop button) sets stop.requested instead of raising KeyboardInterrupt in the middle of an
-    optimiser step, which could leave the weights and Adam's moments half updated. A second
-    interrupt raises KeyboardInterrupt at once. Outside the main thread, where signals cannot
-    be caught, interrupts raise as usual."""
+    optimiser step, which could leave the weights and Adam's moments half updated, and calls
+    on_request() at once (to say it was heard). A second interrupt raises TrainingAborted at
+    once, with on_abort()'s message. Outside the main thread, where signals cannot be caught,
+    interrupts raise as usual.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, on_request: Callable[[], None] | None = None,
+                 on_abort: Callable[[], str] | None = None) -> None:
         self.requested = False
+        self.on_request = on_request
+        self.on_abort = on_abort  # the abort's message, made when it happens
         self._previous = None
 
     def __enter__(self) -> "StopRequest":
@@ -331,12 +426,46 @@ class StopRequest:
 
     def _note(self, signum, frame) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise TrainingAborted(self.on_abort() if self.on_abort is not None else
+                                  "training aborted by a second stop")
         self.requested = True
+        if self.on_request is not None:
+            self.on_request()
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (a stop button) rather than a terminal (Ctrl-C):
+    the two are stopped, and continued, in different words."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def _aborted(run: TrainingRun) -> str:
+    return (f"training aborted at step {run.step} by a second stop: the weights may be "
+            f"half-way through an update, so start again from a saved checkpoint or a new run")
+
+
+def _say_why_it_stopped(bar, run: TrainingRun, until: int, budget: float | None) -> None:
+    """End the bar calmly, and say why the run ended early (the time budget, when given,
+    else a stop request) and what the model keeps."""
+    why = "stopped" if budget is None else f"time budget of {budget:g} s reached"
+    bar.end_calmly(why)
+    then = ", and train(...) again continues from here" if _in_notebook() else ""
+    bar.write(f"{why} at step {run.step} of {until}; the model keeps what it learned{then}")
+
+
+def _heard(bar) -> None:
+    """Say at once that a stop was heard: the step under way can take a while to finish."""
+    again = "press stop again to abort at once" if _in_notebook() else "Ctrl-C again to abort"
+    bar.set_description("stopping", refresh=False)
+    bar.write(f"stopping after this step ({again})")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
 
 
 def _evaluate(run: TrainingRun, train_data: torch.Tensor, val_data: torch.Tensor,
@@ -366,11 +495,78 @@ def _finite(loss: float, step: int) -> float:
     return loss
 
 
-def _progress_bar(start: int, total: int, disable: bool):
+def _progress_bar(start: int, total: int, disable: bool, budget_end: float | None = None):
     from tqdm.auto import tqdm
 
-    return tqdm(initial=start, total=total, desc="training", unit="step", disable=disable,
-                mininterval=0.5, dynamic_ncols=True)
+    return training_bar(tqdm)(initial=start, total=total, desc="training", unit="step",
+                              disable=disable, mininterval=0.5, dynamic_ncols=True,
+                              budget_end=budget_end)
+
+
+def time_left(steps_left: int, seconds_per_step: float | None,
+              budget_left: float | None) -> float | None:
+    """Seconds until a run ends: when its steps are done or its time budget is spent,
+    whichever comes first; None while neither is known (no step timed, no budget)."""
+    known = [t for t in (None if seconds_per_step is None else steps_left * seconds_per_step,
+                         None if budget_left is None else max(0.0, budget_left))
+             if t is not None]
+    return min(known) if known else None
+
+
+def training_bar(base: type) -> type:
+    """A tqdm bar class (`base`: tqdm.auto's choice, the terminal's or the notebook's) whose
+    time left respects the run's time budget, which ends calmly when a run stops on purpose
+    (tqdm's notebook bar turns red whenever it closes short of its total), and which, in a
+    notebook, leaves its final state in the saved output rather than its first."""
+    from tqdm.notebook import tqdm_notebook
+
+    notebook = issubclass(base, tqdm_notebook)
+
+    class TrainingBar(base):
+        def __init__(self, *args, budget_end: float | None = None, **kwargs) -> None:
+            self.budget_end = budget_end  # time.perf_counter() at which the budget is spent
+            self._shown = None  # the notebook output showing the bar, to update at the end
+            if notebook:  # displayed below, with an id, instead of by tqdm
+                kwargs["display"] = False
+            super().__init__(*args, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                               "[{elapsed}<{left}, {rate_fmt}{postfix}]",
+                             **kwargs)
+            if notebook and not self.disable:
+                from IPython.display import display
+
+                self._shown = display(self.container, display_id=True)
+
+        @property
+        def format_dict(self) -> dict:
+            d = super().format_dict
+            done, elapsed = d["n"] - d["initial"], d["elapsed"]
+            rate = d["rate"] or (done / elapsed if done and elapsed else None)
+            budget_left = (None if self.budget_end is None
+                           else self.budget_end - time.perf_counter())
+            left = time_left(d["total"] - d["n"] if d["total"] else 0,
+                             1 / rate if rate else None, budget_left)
+            d["left"] = "?" if left is None else self.format_interval(left)
+            return d
+
+        def close(self) -> None:
+            super().close()
+            if self._shown is not None:
+                # The widget shows live; a saved notebook keeps its text, written when it was
+                # first displayed ("0/300"): rewrite it with the bar as it ends.
+                shown, self._shown = self._shown, None
+                shown.update(self.container)
+
+        def end_calmly(self, description: str) -> None:
+            """Close the bar after a deliberate stop (the budget, the stop button): it keeps
+            the steps done, says why it ended, and is not painted as a failure."""
+            self.budget_end = None if self.budget_end is None else time.perf_counter()
+            self.set_description(description, refresh=False)
+            self.close()
+            widgets = getattr(self, "container", None)  # tqdm.notebook's (text, bar, text)
+            if widgets is not None:
+                widgets.children[1].bar_style = ""
+
+    return TrainingBar
 
 
 # --- pictures --------------------------------------------------------------------------------
@@ -395,11 +591,30 @@ def plot_losses(log: list[dict], ax=None, x: str = "step", title: str = ""):
 
 class LiveLossPlot:
     """A loss plot that redraws itself in a notebook at every evaluation: pass its `update`
-    as `on_eval` to `train`. Outside a notebook it draws nothing."""
+    as `on_eval` to `train`. Outside a notebook it draws nothing.
+
+    Its axes are fixed from the first drawing: steps from 0 to the end of the run's schedule,
+    loss from 0 to just above the larger of ln V (where an untrained model starts) and the
+    highest loss seen. So the first point, alone, sits where it belongs rather than in an
+    axis zoomed onto it, and the curve grows into a frame that does not jump.
+    """
 
     def __init__(self, title: str = "loss while training") -> None:
         self.title = title
         self._handle = None
+
+    def draw(self, run: TrainingRun):
+        """The figure for `run` as it is now (a matplotlib Figure)."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        plot_losses(run.log, ax=ax, title=f"{self.title} (step {run.step})")
+        highest = max([math.log(run.model.config.vocab_size)] +
+                      [row[k] for row in run.log for k in ("train_loss", "val_loss")])
+        ax.set_xlim(0, max(run.settings.steps, run.step))
+        ax.set_ylim(0, math.ceil(highest * 1.1))
+        ax.ticklabel_format(useOffset=False)  # ticks read as the values they are
+        return fig
 
     def update(self, run: TrainingRun) -> None:
         import matplotlib.pyplot as plt
@@ -408,8 +623,7 @@ class LiveLossPlot:
             from IPython.display import display
         except ImportError:
             return
-        fig, ax = plt.subplots(figsize=(6.5, 3.6))
-        plot_losses(run.log, ax=ax, title=f"{self.title} (step {run.step})")
+        fig = self.draw(run)
         if self._handle is None:
             self._handle = display(fig, display_id=True)
         else:

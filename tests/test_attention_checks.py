@@ -64,6 +64,22 @@ def attention_scaled_by_d(q, k, v, mask=None):
     return w @ v, w
 
 
+def attention_scaled_by_the_values_width(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(v.size(-1))
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = s.softmax(dim=-1)
+    return w @ v, w
+
+
+def attention_with_k_dot_T(q, k, v, mask=None):
+    s = q @ k.T / math.sqrt(q.size(-1))
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = s.softmax(dim=-1)
+    return w @ v, w
+
+
 def attention_softmax_over_queries(q, k, v, mask=None):
     s = _scores(q, k)
     if mask is not None:
@@ -200,6 +216,8 @@ WRONG = {
     "attention.scaled_dot_product_attention": {
         attention_unscaled: ["missing the 1/√d scale"],
         attention_scaled_by_d: ["not 1/d"],
+        attention_scaled_by_the_values_width: ["not of the values"],
+        attention_with_k_dot_T: ["`k.T` reverses every axis"],
         attention_softmax_over_queries: ["over the queries"],
         attention_mask_after_softmax: ["before the softmax"],
         attention_mask_by_multiplying_scores: ["Multiplying scores by 0"],

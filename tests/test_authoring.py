@@ -6,9 +6,14 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from gptcourse.authoring import (AuthoringError, build_lessons, lesson_from_solution,
-                                 notebook_text, stub_source)
+from traitlets.config import PyFileConfigLoader
+
+from gptcourse.authoring import (HIDDEN_BEGIN, HIDDEN_END, NBGRADER_CELL_TIMEOUT,
+                                 NBGRADER_CONFIG, NBGRADER_SETTINGS, STUB, AuthoringError,
+                                 build_lessons, exercise_cells, graded_check, lesson_from_solution,
+                                 lesson_sources, nbgrader_source, notebook_text, stub_source)
 from gptcourse.cli import main
+from gptcourse.exercises import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,14 +142,73 @@ def test_every_solution_check_cell_compares_its_output_under_nbval():
                     f"{path.name}: the stored output of a check cell is not a pass"
 
 
-def test_an_nbgrader_source_keeps_the_solutions_and_carries_the_tags(tmp_path):
-    solutions = tmp_path / "solutions"
-    solutions.mkdir()
-    nbformat.write(solution_notebook(), solutions / "00_welcome.ipynb")
-    assert main(["build-lessons", "--nbgrader-source", str(tmp_path / "source" / "welcome"),
-                 "--solutions", str(solutions), "--lessons", str(tmp_path / "lessons")]) == 0
-    source = nbformat.read(tmp_path / "source" / "welcome" / "00_welcome.ipynb", 4)
-    answer = source.cells[1]
-    assert answer.source == SOLUTION_CELL and answer.outputs == []
-    assert answer.metadata.nbgrader["solution"] and answer.metadata.nbgrader["grade_id"] == \
-        "welcome_double"
+def test_an_nbgrader_course_has_one_assignment_per_lesson_and_a_config(tmp_path):
+    course = tmp_path / "course"
+    assert main(["build-lessons", "--nbgrader-source", str(course), "--solutions",
+                 str(ROOT / "solutions"), "--lessons", str(tmp_path / "lessons")]) == 0
+    solutions = sorted((ROOT / "solutions").glob("*.ipynb"))
+    assert sorted(p.relative_to(course) for p in course.rglob("*.ipynb")) == \
+        [Path("source") / s.stem / s.name for s in solutions]
+    config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
+    assert config.ClearSolutions.code_stub == {"python": STUB}
+    assert config.Execute.timeout == NBGRADER_CELL_TIMEOUT >= 180  # a lesson's whole budget
+
+
+def test_in_the_nbgrader_source_each_check_cell_is_a_test_worth_its_points():
+    solution = nbformat.read(ROOT / "solutions" / "07_pretraining.ipynb", 4)
+    source = nbgrader_source(solution, "07_pretraining.ipynb")
+    plain = lesson_from_solution(solution, stubs=False)
+    checks = exercise_cells(solution)
+    assert [e for _, _, e in checks] == [e.id for e in registry.of_lesson("pretraining")]
+    for solution_index, check_index, exercise in checks:
+        cell = source.cells[check_index]
+        assert cell.metadata.nbgrader["grade"] and cell.metadata.nbgrader["locked"]
+        assert cell.metadata.nbgrader["points"] == registry[exercise].points
+        visible, hidden = cell.source.split(HIDDEN_BEGIN)
+        assert visible == plain.cells[check_index].source + "\n" and HIDDEN_END in hidden
+        name = exercise.split(".")[1]
+        assert f'_course_check("{exercise}", {name})' in hidden and "assert _verdict.passed" in hidden
+        assert source.cells[solution_index] == plain.cells[solution_index]  # the solution stays
+    others = [i for i in range(len(plain.cells)) if i not in {c for _, c, _ in checks}]
+    assert all(source.cells[i] == plain.cells[i] for i in others)
+
+
+def test_the_hidden_test_repeats_the_check_call_exactly():
+    source = 'x = 1\ncheck("welcome.softmax", my_softmax, seed=3)'
+    assert "_verdict = _course_check(\"welcome.softmax\", my_softmax, seed=3)" in \
+        graded_check(source, "welcome.softmax")
+    with pytest.raises(AuthoringError, match="no check\\('welcome.softmax'"):
+        graded_check('check("welcome.other", f)', "welcome.softmax")
+
+
+def test_a_check_of_an_unknown_exercise_is_an_authoring_error():
+    with pytest.raises(AuthoringError, match="no registered exercise"):
+        nbgrader_source(solution_notebook())  # welcome.double is made up
+
+
+@pytest.mark.parametrize("lesson", ["0", "00", "welcome", "00_welcome"])
+def test_one_lesson_is_picked_by_number_or_name(lesson):
+    assert lesson_sources(ROOT / "solutions", lesson) == [ROOT / "solutions" / "00_welcome.ipynb"]
+
+
+def test_an_unknown_lesson_or_a_lesson_without_nbgrader_is_refused(tmp_path, capsys):
+    args = ["--solutions", str(ROOT / "solutions"), "--lessons", str(tmp_path / "lessons")]
+    assert main(["build-lessons", "--nbgrader-source", str(tmp_path), "--lesson", "42",
+                 *args]) == 2
+    assert "no lesson '42'" in capsys.readouterr().err
+    assert main(["build-lessons", "--lesson", "00", *args]) == 2
+    assert "pass both" in capsys.readouterr().err
+    assert not (tmp_path / "lessons").exists()
+
+
+def test_the_instructors_own_nbgrader_config_is_kept(tmp_path, capsys):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.Exchange.root = 'x'\n")
+    args = ["build-lessons", "--nbgrader-source", str(tmp_path), "--lesson", "00",
+            "--solutions", str(ROOT / "solutions"), "--lessons", str(tmp_path / "lessons")]
+    assert main(args) == 0
+    assert (tmp_path / "nbgrader_config.py").read_text() == \
+        "c = get_config()\nc.Exchange.root = 'x'\n"
+    assert "add:\n" + NBGRADER_SETTINGS in capsys.readouterr().err
+    (tmp_path / "nbgrader_config.py").write_text(NBGRADER_CONFIG + "c.Exchange.root = 'x'\n")
+    assert main(args) == 0
+    assert "add:" not in capsys.readouterr().err

@@ -119,6 +119,12 @@ def test_a_truncated_file_is_named_as_not_a_readable_checkpoint(saved):
         load_checkpoint(path)
 
 
+def test_an_empty_file_is_named_as_empty(tmp_path):
+    (tmp_path / "run.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"run.pt is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "run.pt")
+
+
 def test_a_missing_file_and_a_foreign_file_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nothing.pt")

@@ -215,3 +215,223 @@ def test_the_gradients_probe_sees_gradients_that_stop_or_miss_an_input():
     missed = judge(lambda a, b: a * b.detach() + a)  # right values, no gradient to b
     assert missed.status == "failed" and "at [1][1]: expected a torch tensor, got None" \
         in missed.message
+
+
+@pytest.mark.parametrize("expected, got, inputs, passes", [
+    (np.zeros(3, np.float32), np.zeros(3), ("float32",), True),  # float64 for float32 input
+    (np.zeros(3), np.zeros(3, np.float32), ("int64",), True),  # float32 for integer input
+    (np.zeros(3), np.zeros(3, np.float32), ("float64",), False),  # loses the input's precision
+    (np.zeros(3, np.float32), np.zeros(3, np.float16), ("float32",), False),
+    (np.zeros(3), np.zeros(3, np.float16), ("int64",), False),
+    (torch.zeros(3), torch.zeros(3, dtype=torch.float64), ("float32",), True),
+    (torch.zeros(3), torch.zeros(3, dtype=torch.int64), ("float32",), False),
+    (torch.zeros(3), torch.zeros(3, dtype=torch.float64), (), False),  # the learner's choice
+])
+def test_a_harmless_dtype_passes_with_a_note_and_a_lossy_one_does_not(expected, got, inputs,
+                                                                    passes):
+    notes = []
+    found = difference(expected, got, input_dtypes=inputs, notes=notes)
+    assert (found is None) == passes, found
+    assert len(notes) == passes and difference(expected, got) is not None  # strict by default
+
+
+def test_a_harmless_dtype_is_compared_at_the_coarser_tolerance():
+    expected = np.float64([1.0 / 3.0])
+    assert difference(expected, expected.astype(np.float32), input_dtypes=("int64",)) is None
+    assert difference(expected, np.float32([0.3334]), input_dtypes=("int64",)) is not None
+
+
+def test_a_tensor_where_a_number_is_expected_is_named_and_near_numbers_show_every_digit():
+    says = difference(0.0006, torch.tensor(0.0006))
+    assert "expected a plain number (a Python float)" in says and ".item()" in says
+    assert difference(0.0006, 0.0006 * (1 + 3e-7)) == \
+        f"expected {0.0006!r}, got {0.0006 * (1 + 3e-7)!r}"
+
+
+# --- time and memory limits ------------------------------------------------------------------
+
+def loops_forever(x, temperature=1.0, axis=-1):
+    while True:
+        pass
+
+
+def swallows_exceptions(x, temperature=1.0, axis=-1):
+    while True:
+        try:
+            while True:
+                pass
+        except Exception:  # the watchdog's stop is a BaseException: it gets through
+            pass
+
+
+def keeps_growing(x, temperature=1.0, axis=-1):
+    grown = []
+    while True:
+        grown.append(np.ones(10_000))
+
+
+@pytest.mark.parametrize("fn", [loops_forever, swallows_exceptions], ids=lambda f: f.__name__)
+def test_an_endless_loop_gets_a_verdict_after_the_stated_time(fn, monkeypatch):
+    import time
+
+    from gptcourse.exercises import contract
+
+    monkeypatch.setattr(contract, "CASE_SECONDS", 1.0)
+    start = time.monotonic()
+    result = check("welcome.softmax", fn)
+    assert time.monotonic() - start < 4.0
+    assert result.status == "failed" and "did not finish within 1 s" in result.message
+    assert f"in {fn.__name__}" in result.details and "endless loop" in result.hint.lower()
+    # the limit is lifted once the call is over: the next check runs as usual
+    assert check("welcome.softmax", reference_softmax).passed
+
+
+def test_memory_that_keeps_growing_is_stopped():
+    cases = registry["welcome.softmax"].cases(0)
+    outcomes = run_cases(keeps_growing, cases, seconds=60, memory_bytes=200 << 20)
+    assert len(outcomes) == 1 and outcomes[0].error.type_name == "MemoryLimitReached"
+    result = registry["welcome.softmax"].judge(cases, outcomes)
+    assert "kept taking memory, 200 MiB" in result.message and "keeps growing" in result.hint
+
+
+def test_the_time_limit_works_when_the_checked_callable_is_a_class():
+    class Spins:
+        def __init__(self, x):
+            while True:
+                pass
+
+    exercise = Exercise(id="welcome.spins", title="a class", points=1, reference=lambda x: x,
+                        make_cases=lambda seed: [Case("one", (1,))])
+    cases = exercise.cases(0)
+    result = exercise.judge(cases, run_cases(Spins, cases, seconds=0.5))
+    assert "did not finish within 0.5 s" in result.message and "Spins.__init__" in result.details
+
+
+def test_the_watchdog_never_fires_after_the_call_returned():
+    import time
+
+    from gptcourse.exercises.watchdog import within_limits
+
+    assert within_limits(lambda: sum(range(1000)), seconds=0.05) == 499500
+    time.sleep(0.3)  # a late raise would land here and fail the test
+
+
+# --- a stub called from finished code --------------------------------------------------------
+
+def gelu(x):
+    raise NotImplementedError("Replace this line with your code, then run the check below.")
+
+
+def mlp_calling_the_stub(x, w_fc, b_fc, w_proj, b_proj):
+    return gelu(x @ w_fc.T + b_fc) @ w_proj.T + b_proj
+
+
+def mlp_stub(x, w_fc, b_fc, w_proj, b_proj):
+    raise NotImplementedError
+
+
+def mlp_with_its_own_unfinished_helper(x, w_fc, b_fc, w_proj, b_proj):
+    def hidden(h):
+        raise NotImplementedError
+
+    return hidden(x @ w_fc.T + b_fc) @ w_proj.T + b_proj
+
+
+def test_a_stub_called_from_a_finished_function_is_named():
+    result = check("feedforward.mlp", mlp_calling_the_stub)
+    assert result.status == "failed"
+    assert "your `mlp` calls `gelu`, which is not written yet" in result.message
+    assert "Write `gelu` first" in result.hint
+    # code of its own that is unfinished is the function not attempted, as a stub itself is
+    assert check("feedforward.mlp", mlp_with_its_own_unfinished_helper).status == "not_attempted"
+    assert check("feedforward.mlp", mlp_stub).status == "not_attempted"
+
+
+def split_heads(x, n_head):
+    raise NotImplementedError
+
+
+class Unfinished(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        raise NotImplementedError
+
+
+class UnfinishedForward(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+
+    def forward(self, x):
+        return self.attend(x)
+
+    def attend(self, x):
+        raise NotImplementedError
+
+
+class CallsTheStub(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+
+    def forward(self, x):
+        return split_heads(x, 2)
+
+
+class BuildsAnUnfinishedPart(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.part = Unfinished(n)
+
+
+def _construct_and_forward(cls, args, kwargs):
+    return cls(*args, **kwargs)(torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("cls, status, named", [
+    (Unfinished, "not_attempted", None),
+    (UnfinishedForward, "not_attempted", None),
+    (CallsTheStub, "failed", "calls `split_heads`"),
+    (BuildsAnUnfinishedPart, "failed", "calls `Unfinished`"),
+])
+def test_a_class_is_not_attempted_while_its_own_code_is_a_stub(cls, status, named, monkeypatch):
+    from gptcourse.exercises import probes
+
+    monkeypatch.setitem(probes.PROBES, "module", _construct_and_forward)
+    exercise = Exercise(id="welcome.module", title="a module", points=1,
+                        reference=lambda n: (lambda x: x),
+                        make_cases=lambda seed: [Case("n=4", (4,), probe="module")])
+    cases = exercise.cases(0)
+    result = exercise.judge(cases, run_cases(cls, cases))
+    assert result.status == status, str(result)
+    if named:
+        assert named in result.message
+
+
+def test_a_deep_recursion_shows_its_first_and_last_frames_only():
+    def recurse(x, temperature=1.0, axis=-1):
+        return recurse(x, temperature, axis)
+
+    details = check("welcome.softmax", recurse).details
+    assert "more frames like these" in details and details.count("in ") < 30
+
+
+# --- the verdict box in a notebook -----------------------------------------------------------
+
+def test_backticks_show_as_code_and_learner_text_stays_escaped():
+    result = CheckResult("welcome.softmax", "softmax", "failed", 1,
+                         message="raised ValueError: `<script>alert(1)</script>` and `axis`",
+                         hint="Sum along `axis`.", details="File x, line 1, in f\n    `x` <b>")
+    page = result._repr_html_()
+    assert "`" not in page.split("<pre")[0]  # no literal backticks in message or hint
+    assert ">axis</code>" in page and "<script>" not in page
+    assert ">&lt;script&gt;alert(1)&lt;/script&gt;</code>" in page
+    assert "`x` &lt;b&gt;" in page  # tracebacks are shown as they are, escaped
+    assert "`axis`" in str(result)  # the plain text keeps them
+
+
+def test_every_part_of_the_box_has_a_colour_that_follows_the_theme():
+    page = check("feedforward.mlp", mlp_calling_the_stub)._repr_html_()
+    assert "var(--jp-content-font-color1" in page and "var(--jp-error-color1" in page
+    # the traceback and the id chip take the box's text colour over a translucent tint, which
+    # reads on a light and on a dark background alike; no light colour is fixed anywhere
+    assert page.count("color:inherit") >= 2 and "#ffebe9" not in page and "#f6f8fa" not in page
+    assert "rgba(" in page.split("<pre")[1].split(">")[0]

@@ -84,6 +84,24 @@ def cosine_without_eps(a, b):
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
 
 
+def cosine_with_eps_added_to_the_product(a, b):
+    return (a * b).sum(-1) / (torch.linalg.vector_norm(a, dim=-1)
+                              * torch.linalg.vector_norm(b, dim=-1) + 1e-8)
+
+
+def cosine_clamping_the_product_of_lengths(a, b):
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-8)
+
+
+def cosine_with_eps_inside_the_root(a, b):
+    lengths = torch.sqrt((a * a).sum(-1) + 1e-8) * torch.sqrt((b * b).sum(-1) + 1e-8)
+    return (a * b).sum(-1) / lengths
+
+
+def cosine_with_eps_inside_one_root(a, b):
+    return (a * b).sum(-1) / torch.sqrt((a * a).sum(-1) * (b * b).sum(-1) + 1e-12)
+
+
 def cosine_with_squared_lengths(a, b):
     return (a * b).sum(-1) / ((a ** 2).sum(-1) * (b ** 2).sum(-1)).clamp_min(1e-8)
 
@@ -125,6 +143,10 @@ COSINE_WRONG = {
     plain_dot_product: ["plain dot product"],
     cosine_without_eps: ["zero vector", "eps"],
     cosine_with_squared_lengths: ["square root"],
+    cosine_clamping_the_product_of_lengths: ["product of the lengths", "each length"],
+    cosine_with_eps_added_to_the_product: ["product of the lengths", "each length"],
+    cosine_with_eps_inside_the_root: ["eps went inside the square root"],
+    cosine_with_eps_inside_one_root: ["eps went inside the square root"],
     cosine_distance: ["cosine distance"],
     cosine_forgetting_keepdim: ["keepdim=True"],
     cosine_keeping_the_last_axis: ["keepdim=False"],
@@ -281,9 +303,10 @@ def cosine_by_einsum_of_unit_vectors(a, b):
     return torch.einsum("...c,...c->...", ua, ub)
 
 
-def cosine_with_eps_added(a, b):
-    return (a * b).sum(-1) / (torch.linalg.vector_norm(a, dim=-1)
-                              * torch.linalg.vector_norm(b, dim=-1) + 1e-8)
+def cosine_with_each_length_floored(a, b):
+    eps = torch.tensor(1e-8, dtype=a.dtype)
+    return (a * b).sum(-1) / (torch.maximum(torch.linalg.vector_norm(a, dim=-1), eps)
+                              * torch.maximum(torch.linalg.vector_norm(b, dim=-1), eps))
 
 
 def positions_by_slicing(T, C):
@@ -310,7 +333,7 @@ CORRECT = [("embed", f) for f in (embed_by_indexing, embed_by_one_hot_matmul,
                                    embed_row_by_row)] + \
           [("cosine_similarity", f) for f in (cosine_by_formula, cosine_with_functional,
                                                cosine_by_einsum_of_unit_vectors,
-                                               cosine_with_eps_added)] + \
+                                               cosine_with_each_length_floored)] + \
           [("sinusoidal_positions", f) for f in (positions_by_slicing, positions_in_log_space,
                                                   positions_by_loops)]
 

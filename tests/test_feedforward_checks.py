@@ -27,6 +27,10 @@ def gelu_tanh_without_cubic(x):
     return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * x))
 
 
+def gelu_tanh_without_sqrt_2_over_pi(x):
+    return 0.5 * x * (1 + torch.tanh(x + 0.044715 * x ** 3))
+
+
 def gelu_erf_without_sqrt2(x):
     return 0.5 * x * (1 + torch.erf(x))
 
@@ -77,6 +81,12 @@ def ln_fixed_eps(x, weight, bias, eps=1e-5):
     return (x - mean) / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-5) * weight + bias
 
 
+def ln_mean_of_squares_minus_squared_mean(x, weight, bias, eps=1e-5):
+    mean = x.mean(dim=-1, keepdim=True)
+    var = (x * x).mean(dim=-1, keepdim=True) - mean ** 2
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+
+
 def ln_fused(x, weight, bias, eps=1e-5):
     return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
 
@@ -123,6 +133,7 @@ WRONG = {
         gelu_as_silu: ["That is SiLU"],
         gelu_sigmoid_approximation: ["sigmoid approximation"],
         gelu_tanh_without_cubic: ["cubic term"],
+        gelu_tanh_without_sqrt_2_over_pi: ["missing the factor √(2/π)"],
         gelu_erf_without_sqrt2: ["divide x by √2"],
         gelu_through_python_math: ["gradient does not flow"],
     },
@@ -132,6 +143,7 @@ WRONG = {
         ln_over_tokens: ["last axis"],
         ln_without_affine: ["scale by `weight`"],
         ln_fixed_eps: ["`eps` argument"],
+        ln_mean_of_squares_minus_squared_mean: ["E[x²] - mean²", "float32 keeps about seven"],
     },
     "feedforward.mlp": {
         mlp_weights_not_transposed: ["transpose"],
@@ -152,3 +164,10 @@ CORRECT = {
 
 (test_wrong_implementation_is_rejected_with_feedback_naming_the_mistake,
  test_correct_variants_pass, test_the_stub_is_not_attempted) = catalogue_tests(WRONG, CORRECT)
+
+
+def test_gelu_in_float64_for_float32_input_passes_with_a_note():
+    from gptcourse import check
+
+    result = check("feedforward.gelu", lambda x: gelu_exact(x.double()))
+    assert result.passed and "Note:" in result.message and "float64" in result.message

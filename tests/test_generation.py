@@ -182,6 +182,24 @@ def test_generation_goes_on_past_the_context_with_a_sliding_window(model):
     assert cached[0, -1] == logits[0, -1].argmax()
 
 
+def test_a_prompt_longer_than_the_context_is_cropped_to_its_last_block_size_tokens(model):
+    long = torch.randint(0, 40, (2, 25), generator=torch.Generator().manual_seed(3))
+    for use_cache in (True, False):
+        out = model.generate(long, 4, temperature=0, use_cache=use_cache)
+        assert torch.equal(out[:, :25], long)
+        assert torch.equal(out[:, 25:], model.generate(long[:, -16:], 4, temperature=0)[:, 16:])
+    assert torch.equal(generation.autoregressive_loop(model, long, 4, temperature=0), out)
+
+
+def test_the_plain_loop_writes_what_generate_writes(model):
+    for settings in ({"temperature": 0}, {"temperature": 0.8, "top_k": 5}, {}):
+        def sampled(loop):
+            return loop(model, prompt(3, 1, 4), 22, generator=torch.Generator().manual_seed(1),
+                        **settings)
+        assert torch.equal(sampled(generation.autoregressive_loop),
+                           sampled(lambda m, *a, **k: m.generate(*a, use_cache=False, **k)))
+
+
 def test_the_cache_feeds_each_token_to_the_model_once(model):
     fed = []
     hook = model.wte.register_forward_hook(lambda module, args, out: fed.append(args[0].size(1)))
@@ -219,7 +237,6 @@ def test_zero_new_tokens_returns_the_prompt(model):
 
 @pytest.mark.parametrize("idx, settings, message", [
     (torch.zeros(1, 0, dtype=torch.long), {}, "the prompt is empty"),
-    (torch.zeros(1, 17, dtype=torch.long), {}, "17 tokens but the model's context holds"),
     (torch.tensor([1, 2]), {}, r"shape \(B, T\)"),
     (torch.tensor([[1.0, 2.0]]), {}, "integer token ids"),
     (prompt(1, 40), {}, "knows ids 0 to 39"),

@@ -31,6 +31,14 @@ def temperature_max_subtracted(logits, temperature):
     return (logits - logits.max(dim=-1, keepdim=True).values) / temperature
 
 
+def temperature_after_softmax(logits, temperature):
+    return F.softmax(logits, dim=-1) / temperature
+
+
+def temperature_between_two_softmaxes(logits, temperature):
+    return F.softmax(F.softmax(logits, dim=-1) / temperature, dim=-1)
+
+
 def temperature_in_place(logits, temperature):
     logits /= temperature
     return logits
@@ -55,6 +63,11 @@ def top_k_keeps_k_plus_one(logits, k):
 def top_k_keeps_k_minus_one(logits, k):
     kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[..., -1:]
     return torch.where(logits > kth, logits, NEG_INF)
+
+
+def top_k_keeps_the_k_smallest(logits, k):
+    kth = torch.sort(logits, dim=-1).values[..., min(k, logits.size(-1)) - 1:min(k, logits.size(-1))]
+    return logits.masked_fill(logits > kth, float("-inf"))
 
 
 def top_k_fills_zero(logits, k):
@@ -255,11 +268,14 @@ WRONG = {
         temperature_then_softmax: ["not probabilities"],
         temperature_log_softmax: ["exactly logits / temperature"],
         temperature_max_subtracted: ["exactly logits / temperature"],
+        temperature_after_softmax: ["softmax first", "before any softmax"],
+        temperature_between_two_softmaxes: ["softmax first", "before any softmax"],
         temperature_in_place: ["overwrites the array you were given"],
     },
     "generation.top_k_filter": {
         top_k_keeps_k_plus_one: ["one token too many"],
         top_k_keeps_k_minus_one: ["one token too few"],
+        top_k_keeps_the_k_smallest: ["k smallest"],
         top_k_fills_zero: ["-inf", "not to 0"],
         top_k_fills_large_negative: ["not to 0 or a large negative number"],
         top_k_multiplies_by_mask: ["not to 0"],

@@ -159,6 +159,15 @@ def lr_divides_by_zero_warmup(step, warmup, max_steps, max_lr, min_lr):
     return min_lr if step >= max_steps else _cosine(step, warmup, max_steps, max_lr, min_lr)
 
 
+def lr_with_torch_cos(step, warmup, max_steps, max_lr, min_lr):
+    if step < warmup:
+        return max_lr * (step + 1) / warmup
+    if step >= max_steps:
+        return min_lr
+    progress = torch.tensor((step - warmup) / (max_steps - warmup))
+    return min_lr + 0.5 * (1 + torch.cos(torch.pi * progress)) * (max_lr - min_lr)
+
+
 def lr_written_with_clamps(step, warmup, max_steps, max_lr, min_lr):
     if step < warmup:
         return max_lr * (step + 1) / warmup
@@ -198,6 +207,7 @@ WRONG = {
         lr_rises_after_max_steps: ["rises again"],
         lr_decays_to_zero: ["not to 0"],
         lr_divides_by_zero_warmup: ["warmup = 0"],
+        lr_with_torch_cos: ["plain Python number", "torch.cos"],
     },
 }
 

@@ -186,6 +186,18 @@ def train_counting_once(text, vocab_size):
     return {pair: 256 + k for k, pair in enumerate(ranked)}
 
 
+def train_without_keeping_the_merge(text, vocab_size):
+    ids, merges = list(text.encode("utf-8")), {}
+    for new_id in range(256, vocab_size):
+        counts = _pair_counts(ids)
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        _merge(ids, pair, new_id)  # the merged list is thrown away
+        merges[pair] = new_id
+    return merges
+
+
 def train_sorted_at_the_end(text, vocab_size):
     merges = _train(text, vocab_size, lambda c: min(c, key=lambda p: (-c[p], p)))
     return dict(sorted(merges.items()))
@@ -315,7 +327,7 @@ WRONG = {
         merge_dropping_the_last: ["last element went missing"],
         merge_overlapping: ["must not overlap", "two new tokens, not three"],
         merge_first_only: ["Only the first occurrence"],
-        merge_in_place: ["changed its argument"],
+        merge_in_place: ["changed its argument", "Build a new list", "`ids.append(...)`"],
     },
     "tokenization.train_bpe": {
         train_max_first_in_dict: ["equally frequent", "smallest"],
@@ -326,6 +338,7 @@ WRONG = {
         train_on_characters: ["UTF-8 bytes", "not from characters"],
         train_counting_once: ["Count the pairs again after each merge"],
         train_sorted_at_the_end: ["order they were learned"],
+        train_without_keeping_the_merge: ["same pair again", "`ids` never changed"],
     },
     "tokenization.encode": {
         encode_by_frequency: ["most frequent in this text", "order they were learned"],

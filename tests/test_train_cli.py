@@ -2,6 +2,7 @@
 its schedule; bad combinations of options are refused before anything is trained."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -41,7 +42,10 @@ def test_ctrl_c_keeps_the_run_and_resume_finishes_its_schedule(tmp_path, text_fi
     run.send_signal(signal.SIGINT)
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 1, stdout + stderr
+    assert "stopping after this step (Ctrl-C again to abort)" in stdout
     assert "continue with: gptcourse train" in stdout and "--resume" in stdout
+    assert "train(" not in stdout + stderr  # the notebook's words have no place here
+    assert f"saved the model: {checkpoint}" in stdout
     stopped = load_checkpoint(checkpoint)
     assert 0 < stopped.step < 16 and stopped.log[-1]["step"] == stopped.step
 
@@ -52,6 +56,53 @@ def test_ctrl_c_keeps_the_run_and_resume_finishes_its_schedule(tmp_path, text_fi
     finished = load_checkpoint(checkpoint)
     assert finished.step == 16 and finished.log[:len(stopped.log)] == stopped.log
     assert json.loads((out / "training_log.json").read_text())[-1]["step"] == 16
+    assert f"saved the model: {checkpoint} (step 16)" in stdout
+
+
+def test_ctrl_c_twice_aborts_with_one_line_and_keeps_the_last_checkpoint(tmp_path, text_file):
+    out = tmp_path / "run"
+    run = gptcourse("--out", out, "--steps", 400, "--text", text_file)
+    checkpoint = out / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    (line,) = [l for l in stderr.splitlines() if l.startswith("gptcourse train:")]
+    kept = re.search(rf"aborted at step \d+ \(Ctrl-C twice\); {re.escape(str(checkpoint))} "
+                     rf"\(step (\d+)\) is whole; continue it with: gptcourse train", line)
+    assert kept, line
+    assert load_checkpoint(checkpoint).step == int(kept.group(1))
+
+
+@pytest.mark.parametrize("content, says", [
+    ("a story. " * 166, "the validation split has only"),  # about 1,500 bytes
+    ("\x00" * 5000, "NUL characters"),
+])
+def test_a_text_that_cannot_train_is_refused_before_any_tokenizer_is_trained(
+        tmp_path, capsys, monkeypatch, content, says):
+    from gptcourse.tokenizer import Tokenizer
+
+    def never(*args, **kwargs):
+        raise AssertionError("a tokenizer was trained on a text that cannot train a model")
+
+    monkeypatch.setattr(Tokenizer, "train", never)
+    text = tmp_path / "text.txt"
+    text.write_text(content)
+    assert main(["train", "--out", str(tmp_path / "run"), "--text", str(text)]) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_checkpoint_is_named_as_empty(tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert main(["train", "--out", str(tmp_path), "--resume"]) == 2
+    assert "checkpoint.pt is empty (0 bytes)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, says", [

@@ -70,8 +70,14 @@ def sum_without_keepdims(x, temperature=1.0, axis=-1):
     return e / e.sum(axis=axis)
 
 
-def upcasts_float32(x, temperature=1.0, axis=-1):
-    z = np.asarray(x, dtype=float) / temperature
+def max_of_the_whole_array(x, temperature=1.0, axis=-1):
+    z = x / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def in_float16(x, temperature=1.0, axis=-1):
+    z = np.asarray(x, dtype=np.float16) / temperature
     e = np.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
@@ -99,7 +105,8 @@ WRONG = {
     mutates_input: ["`x -= m`"],
     sum_over_whole_array: ["sum of the whole array"],
     sum_without_keepdims: ["keepdims=True"],
-    upcasts_float32: ["dtype"],
+    max_of_the_whole_array: ["largest score of the whole array", "each slice"],
+    in_float16: ["float16", "input's dtype"],
     forgets_return: ["return"],
     missing_temperature_parameter: ["softmax(x, temperature=1.0, axis=-1)"],
 }
@@ -120,9 +127,39 @@ def test_a_failure_says_which_input_and_expected_versus_got():
     assert "expected 0.0900" in result.message and "got nan" in result.message
 
 
-def test_a_wrong_dtype_is_named_in_the_message():
-    assert "expected dtype float32, got dtype float64" in check("welcome.softmax",
-                                                               upcasts_float32).message
+def test_a_dtype_that_loses_precision_is_named_in_the_message():
+    assert "expected dtype float64, got dtype float16" in check("welcome.softmax",
+                                                               in_float16).message
+
+
+def upcasts_to_float64(x, temperature=1.0, axis=-1):
+    z = np.asarray(x, dtype=float) / temperature
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def via_torch_in_float64(x, temperature=1.0, axis=-1):
+    import torch
+
+    return torch.softmax(torch.as_tensor(x, dtype=torch.float64) / temperature, axis).numpy()
+
+
+def float32_for_integer_input(x, temperature=1.0, axis=-1):
+    z = np.asarray(x) / temperature
+    z = z.astype(np.float32) if x.dtype.kind != "f" else z
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("harmless", [upcasts_to_float64, via_torch_in_float64,
+                                      float32_for_integer_input], ids=lambda f: f.__name__)
+def test_a_harmless_dtype_passes_with_a_one_line_note(harmless):
+    for seed in range(3):
+        result = check("welcome.softmax", harmless, seed=seed)
+        assert result.passed, str(result)
+        note = result.message.split("\n")[1]
+        assert note.startswith("Note:") and "input's dtype" in note, result.message
+        assert len(result.message.split("\n")) == 2
 
 
 # --- correct implementations, written differently ---------------------------------------------

@@ -8,6 +8,8 @@ import torch
 
 from gptcourse import attention
 from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, Outcome, error_says
+from gptcourse.exercises.modules import (ModelExercise, future_leak, module_case,
+                                         not_a_module_hint, weight_names)
 from gptcourse.exercises.registration import register
 
 
@@ -83,6 +85,12 @@ def _attend(q, k, v, mask=None, *, scale=None, dim=-1, how="fill", values=None):
     return weights @ (v if values is None else values(q, k, v)), weights
 
 
+def _reversed_every_axis(case: Case, outcome: Outcome) -> bool:
+    """`k.T` on a batch of keys: torch warns (and will refuse) since it reverses every axis."""
+    texts = [*outcome.warnings, outcome.error.message if outcome.error else ""]
+    return any("`x.T`" in text or "x.T on tensors" in text for text in texts)
+
+
 def _nan_in_weights(case: Case, outcome: Outcome) -> bool:
     value = outcome.value
     value = value[0] if case.probe == "gradients" and isinstance(value, tuple) else value
@@ -103,6 +111,14 @@ register(Exercise(
         Mistake("Scale by 1/√d, not 1/d: dividing by d shrinks the scores too much, and the "
                 "weights come out too flat.",
                 wrong=lambda q, k, v, mask=None: _attend(q, k, v, mask, scale=1 / q.size(-1))),
+        Mistake("Scale by √d of the queries and keys, q.size(-1), not of the values: the scale "
+                "keeps the dot products q · k from growing with their length, and the values' "
+                "width dv plays no part in the scores.",
+                wrong=lambda q, k, v, mask=None: _attend(q, k, v, mask,
+                                                         scale=v.size(-1) ** -0.5)),
+        Mistake("`k.T` reverses every axis of a batch of keys ((B, T, d) becomes (d, T, B)), "
+                "not just the last two: the scores need only T and d swapped, each batch's "
+                "keys transposed on their own.", symptom=_reversed_every_axis),
         Mistake("Softmax runs over the keys (the last axis, dim=-1): each query's weights over "
                 "the tokens it looks at sum to 1. Yours normalises over the queries (dim=-2).",
                 wrong=lambda q, k, v, mask=None: _attend(q, k, v, mask, dim=-2)),
@@ -187,4 +203,87 @@ register(Exercise(
         Mistake(_VIEW_HINT, symptom=error_says("view size is not compatible")),
     ),
     hint="B, nh, T, hs = x.shape; x.transpose(1, 2).reshape(B, T, nh * hs).",
+))
+
+
+# --- MultiHeadAttention, the learner's module -------------------------------------------------
+
+def _mha_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cls = attention.MultiHeadAttention
+
+    def x(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    return [
+        module_case("C = 12, 3 heads, a batch of 2 × 5 tokens", cls,
+                    {"n_embd": 12, "n_head": 3}, (x(2, 5, 12),), seed, causal_from=3),
+        module_case("one head (C = 8), 4 tokens", cls, {"n_embd": 8, "n_head": 1},
+                    (x(1, 4, 8),), seed + 1, causal_from=2),
+        module_case("4 heads of 4, without biases, 6 tokens", cls,
+                    {"n_embd": 16, "n_head": 4, "bias": False}, (x(2, 6, 16),), seed + 2,
+                    causal_from=1),
+        module_case("a single token", cls, {"n_embd": 12, "n_head": 2}, (x(3, 1, 12),),
+                    seed + 3),
+    ]
+
+
+def _heads_attend(m: attention.MultiHeadAttention, x: torch.Tensor, *, scale="head", mask=True,
+                  transpose=True, project=True, order="qkv") -> torch.Tensor:
+    """Multi-head attention with the reference's weights and one thing done differently."""
+    B, T, C = x.shape
+    nh, hs = m.n_head, C // m.n_head
+    parts = dict(zip(order, m.qkv(x).chunk(3, dim=-1)))
+    split = (lambda t: t.view(B, T, nh, hs).transpose(1, 2)) if transpose else \
+        (lambda t: t.reshape(B, nh, T, hs))
+    q, k, v = (split(parts[name]) for name in "qkv")
+    divisor = {"head": math.sqrt(hs), "width": math.sqrt(C), None: 1.0}[scale]
+    scores = q @ k.transpose(-2, -1) / divisor
+    if mask:
+        scores = scores.masked_fill(~attention.causal_mask(T), float("-inf"))
+    out = torch.softmax(scores, dim=-1) @ v
+    merged = out.transpose(1, 2).reshape(B, T, C) if transpose else out.reshape(B, T, C)
+    return m.proj(merged) if project else merged
+
+
+def _wrong_attention(**mistake) -> type:
+    class WrongAttention(attention.MultiHeadAttention):
+        def forward(self, x):
+            return _heads_attend(self, x, **mistake)
+    return WrongAttention
+
+
+QKV_ORDER = ("Take q, k and v from qkv(x) in that order: q, k, v = self.qkv(x).chunk(3, "
+             "dim=-1) (or .split(C, dim=-1)); the weights were trained with the queries in "
+             "the first C outputs, the keys next, the values last.")
+
+register(ModelExercise(
+    id="attention.MultiHeadAttention",
+    title="multi-head attention, the module",
+    points=3,
+    reference=attention.MultiHeadAttention,
+    make_cases=_mha_cases,
+    not_built_from=("gptcourse.attention.MultiHeadAttention",),
+    mistakes=(
+        weight_names("`qkv`, one nn.Linear(n_embd, 3 * n_embd, bias=bias), and `proj`, "
+                     "nn.Linear(n_embd, n_embd, bias=bias)"),
+        not_a_module_hint("MultiHeadAttention"),
+        future_leak("A token sees the future: changing a later token changed an earlier "
+                    "token's output. Pass the causal mask to the attention, "
+                    "causal_mask(T), so that token i only looks at tokens j <= i."),
+        Mistake("The scores are missing the 1/√d scale, with d the head size hs = C // "
+                "n_head.", wrong=_wrong_attention(scale=None)),
+        Mistake("Scale by 1/√d with d the head size, hs = C // n_head, not C: each head's "
+                "scores are dot products of hs numbers.", wrong=_wrong_attention(scale="width")),
+        Mistake("Splitting with view(B, n_head, T, hs) alone cuts the sequence, not each "
+                "token's channels: view to (B, T, n_head, hs), then transpose(1, 2), as your "
+                "split_heads does.", wrong=_wrong_attention(transpose=False)),
+        Mistake("The heads' merged output goes through the output projection, self.proj, "
+                "before it is returned.", wrong=_wrong_attention(project=False)),
+        *(Mistake(QKV_ORDER, wrong=_wrong_attention(order=order))
+          for order in ("kqv", "qvk", "vkq", "kvq", "vqk")),
+        NO_GRADIENT,
+    ),
+    hint="q, k, v = self.qkv(x).chunk(3, dim=-1); split each into heads; attend with the "
+         "causal mask; merge the heads; return self.proj(merged).",
 ))

@@ -119,6 +119,8 @@ def _cosine_cases(seed: int) -> list[Case]:
         Case("one query against a table of 6 vectors: (5,) and (6, 5) broadcast",
              (randn(5), randn(6, 5))),
         Case("very different lengths (about 0.001 and 1000)", (tiny, huge)),
+        Case("two tiny vectors (lengths about 1e-5), nearly parallel",
+             (torch.tensor([1e-5, 2e-5, 2e-5]), torch.tensor([2e-5, 1.5e-5, 2e-5]))),
         Case("a zero vector (row 1 of a): it has no direction, similarity 0",
              (zero_row, randn(3, 5))),
         Case("float64 (7, 4)", (randn(7, 4).double(), randn(7, 4).double())),
@@ -136,6 +138,33 @@ def _nan_from_zero_vector(case: Case, outcome: Outcome) -> bool:
 
 def _dot(a, b):
     return (a * b).sum(-1)
+
+
+def _divides_by_one_of(case: Case, outcome: Outcome, lengths) -> bool:
+    """The learner's value is a · b divided by one of the `lengths(a, b, eps)`, for some eps
+    from 1e-12 to 1e-6."""
+    value = _value(case, outcome)
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return False
+    a, b = case.args
+    for eps in (1e-12, 1e-10, 1e-8, 1e-6):
+        for norms in lengths(a, b, eps):
+            guess = _dot(a, b) / norms
+            if guess.shape == value.shape and torch.allclose(value.detach(), guess, rtol=1e-4,
+                                                             atol=1e-6):
+                return True
+    return False
+
+
+def _eps_on_the_product(case: Case, outcome: Outcome) -> bool:
+    return _divides_by_one_of(case, outcome, lambda a, b, eps: (
+        (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(eps), a.norm(dim=-1) * b.norm(dim=-1) + eps))
+
+
+def _eps_inside_the_root(case: Case, outcome: Outcome) -> bool:
+    return _divides_by_one_of(case, outcome, lambda a, b, eps: (
+        torch.sqrt((a * a).sum(-1) + eps) * torch.sqrt((b * b).sum(-1) + eps),
+        torch.sqrt((a * a).sum(-1) * (b * b).sum(-1) + eps)))
 
 
 def _kept_dim(case: Case, outcome: Outcome) -> bool:
@@ -161,6 +190,15 @@ register(Exercise(
         Mistake("The length is the square root of the sum of squares: a.norm(dim=-1), not the "
                 "sum of squares itself.",
                 wrong=lambda a, b: _dot(a, b) / ((a * a).sum(-1) * (b * b).sum(-1))),
+        Mistake("eps went inside the square root: sqrt(sum of squares + eps) adds to every "
+                "length, which changes short vectors (length 1e-5 becomes about 1e-4). Clamp "
+                "each length from below instead, so only the zero vector is affected.",
+                symptom=_eps_inside_the_root),
+        Mistake("You protected the product of the lengths, |a| · |b|, with eps (clamped it, "
+                "or added eps to it) rather than each length. Two short vectors (lengths 1e-5 "
+                "each) have a product of 1e-10, which eps then outweighs, shrinking their "
+                "similarity many times over; clamp |a| and |b| each, then multiply.",
+                symptom=_eps_on_the_product),
         Mistake("That is the cosine distance, 1 - cosine. Return the similarity itself.",
                 wrong=lambda a, b: 1 - embeddings.cosine_similarity(a, b)),
         Mistake("A zero vector has no direction: |a| = 0 makes 0 / 0 = nan. Clamp each length "

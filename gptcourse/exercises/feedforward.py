@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from gptcourse import feedforward
 from gptcourse.exercises.compare import Tolerance
-from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, error_says
+from gptcourse.exercises.contract import (NO_GRADIENT, Case, Exercise, Mistake, Outcome,
+                                          error_says)
 from gptcourse.exercises.registration import register
 
 # The exact GELU and its tanh approximation differ by at most 4.8e-4; every wrong form caught
@@ -54,6 +55,9 @@ register(Exercise(
         Mistake("The tanh approximation has a cubic term: 0.5 · x · (1 + tanh(√(2/π) · "
                 "(x + 0.044715 · x³))).",
                 wrong=lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * x))),
+        Mistake("Your tanh approximation is missing the factor √(2/π) ≈ 0.798 that scales "
+                "(x + 0.044715 · x³) inside the tanh, so it bends too sharply near 0.",
+                wrong=lambda x: 0.5 * x * (1 + torch.tanh(x + 0.044715 * x ** 3))),
         Mistake("Φ(x) = 0.5 · (1 + erf(x / √2)): divide x by √2 inside the erf.",
                 wrong=lambda x: 0.5 * x * (1 + torch.erf(x))),
         Mistake("Φ(x) = 0.5 · (1 + erf(x / √2)): the factor 0.5 is missing.",
@@ -133,6 +137,19 @@ def _layer_norm_cases(seed: int) -> list[Case]:
     ]
 
 
+def _lost_precision_far_from_zero(case: Case, outcome: Outcome) -> bool:
+    """Right in shape and roughly in value, but not precise, on rows whose mean is far larger
+    than their spread: the variance came from E[x²] - mean², which cancels there."""
+    x, value = case.args[0], outcome.value
+    if not isinstance(value, torch.Tensor) or value.shape != x.shape:
+        return False
+    if not bool((x.mean(-1).abs() > 10 * x.std(-1)).all()):
+        return False
+    expected = feedforward.layer_norm(*case.args, **case.kwargs)
+    error = (value.detach() - expected).abs().max()
+    return bool(torch.isfinite(value).all()) and bool(error < 0.5 * expected.abs().max())
+
+
 def _norm(x, weight, bias, eps=1e-5, *, unbiased=False, eps_outside=False, dim=-1, affine=True):
     mean = x.mean(dim=dim, keepdim=True)
     var = x.var(dim=dim, keepdim=True, unbiased=unbiased)
@@ -165,6 +182,13 @@ register(Exercise(
                 wrong=lambda x, w, b, eps=1e-5: _norm(x, w, b, eps, affine=False)),
         Mistake("Use the `eps` argument rather than a fixed number.",
                 wrong=lambda x, w, b, eps=1e-5: _norm(x, w, b, 1e-5)),
+        Mistake("Close, but not precise on rows far from zero: that is what the variance as "
+                "E[x²] - mean² does. Where the mean is 50 and the spread 1, E[x²] and mean² are "
+                "both about 2500 and agree in their first three or four digits; float32 keeps "
+                "about seven, so their difference keeps only three or four correct ones. "
+                "Subtract the mean first and average the squared deviations, "
+                "((x - mean)²).mean(...), which never cancels.",
+                symptom=_lost_precision_far_from_zero),
         NO_GRADIENT,
     ),
     hint="mean and biased variance over dim=-1 (keepdim=True); "

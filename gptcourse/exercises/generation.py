@@ -13,6 +13,7 @@ import torch
 
 from gptcourse import generation
 from gptcourse.exercises.contract import Case, Exercise, Mistake, Outcome, error_says
+from gptcourse.exercises.modules import ModelExercise
 from gptcourse.exercises.registration import register
 
 INF = float("inf")
@@ -92,11 +93,23 @@ register(Exercise(
         Mistake("Return the scaled logits, not probabilities: the softmax comes later, after "
                 "the filters, when the next token is drawn.",
                 wrong=lambda logits, t: torch.softmax(logits / t, dim=-1)),
+        Mistake("You took the softmax first and then applied the temperature to the "
+                "probabilities. Dividing probabilities only rescales them (they no longer sum "
+                "to 1) and leaves the distribution's shape as it was; the temperature must "
+                "reshape the logits, before any softmax.",
+                wrong=lambda logits, t: torch.softmax(logits, dim=-1) / t),
+        Mistake("You took the softmax first and then applied the temperature to the "
+                "probabilities, so no softmax is left to act on the rescaled numbers; the "
+                "temperature must reshape the logits, before any softmax.",
+                wrong=lambda logits, t: torch.softmax(torch.softmax(logits, dim=-1) / t,
+                                                      dim=-1)),
         Mistake(KEEP_THE_LOGITS, wrong=lambda logits, t: torch.log_softmax(logits / t, dim=-1)),
         Mistake(KEEP_THE_LOGITS,
                 wrong=lambda logits, t: (logits - logits.amax(dim=-1, keepdim=True)) / t),
     ),
-    hint="return logits / temperature",
+    hint="Temperature acts on the logits, before any softmax: below 1 it widens the gaps "
+         "between them (a sharper distribution), above 1 it narrows them (a flatter one). "
+         "Return the rescaled logits, of the same shape.",
 ))
 
 
@@ -128,6 +141,12 @@ def _top_k(logits, k, *, threshold_of):
     return logits.masked_fill(logits < kth, -INF)
 
 
+def _top_k_smallest(logits, k):
+    """The k smallest logits of each row kept, the rest set to -inf (a mistake)."""
+    kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1, largest=False).values[..., -1:]
+    return logits.masked_fill(logits > kth, -INF)
+
+
 def _larger_than_vocabulary(case: Case, outcome: Outcome) -> bool:
     return error_says("out of range", "out of bounds")(case, outcome) and \
         case.args[1] > case.args[0].size(-1)
@@ -155,6 +174,11 @@ register(Exercise(
                 "values strictly below it (<, not <=).",
                 wrong=lambda logits, k: logits.masked_fill(
                     logits <= torch.topk(logits, min(k, logits.size(-1))).values[..., -1:], -INF)),
+        Mistake("You kept the k smallest logits, the least likely tokens; top-k keeps the k "
+                "largest. Check which end of each row your threshold comes from: a row sorted "
+                "in ascending order has its largest values at the end, and "
+                "torch.topk(..., largest=False) picks the smallest.",
+                wrong=lambda logits, k: _top_k_smallest(logits, k)),
         _fills_with_a_number(generation.top_k_filter),
         Mistake("Return a tensor of the same shape as logits, (..., V), with every token in its "
                 "place, not just the k largest values: the next step draws a token id from the "
@@ -172,8 +196,8 @@ register(Exercise(
         _every_row(lambda rows: rows[:1]),  # the first row's k-th value for every row
         _every_row(lambda rows: rows.reshape(1, -1)),  # the k largest of the whole batch
     ),
-    hint="kth = torch.topk(logits, min(k, V)).values[..., -1:]; "
-         "return logits.masked_fill(logits < kth, float('-inf')).",
+    hint="Keep each row's k largest logits where they are and set all the others to -inf: "
+         "find the k-th largest value of every row, then drop whatever lies below it.",
 ))
 
 
@@ -282,4 +306,125 @@ register(Exercise(
     ),
     hint="Sort each row from the largest down, probs = softmax; drop a token when "
          "cumsum(probs) - probs >= p; scatter that back to vocabulary order; fill with -inf.",
+))
+
+
+# --- generate: the learner's loop ---------------------------------------------------------------
+
+V_TEST, BLOCK_TEST = 10, 4  # a short context, so that every case runs past it
+
+
+def _table(seed: int) -> torch.Tensor:
+    """The test model's logits, (V, block_size, V): spread widely enough that sampling at
+    temperature 1 still varies, with no ties for top-k."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(V_TEST, BLOCK_TEST, V_TEST, generator=g) * 2
+
+
+def _generate_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    table = _table(seed)
+
+    def ids(B: int, T: int) -> torch.Tensor:
+        return torch.randint(0, V_TEST, (B, T), generator=g)
+
+    def case(label, idx, n, **settings):
+        return Case(label, (table, idx, n), {"block_size": BLOCK_TEST, **settings},
+                    probe="language_model")
+
+    return [
+        case("greedy (temperature 0), 2 prompts of 2 tokens, 7 new: past the context of 4",
+             ids(2, 2), 7, temperature=0),
+        case("sampling at temperature 1", ids(3, 1), 8, generator=seed),
+        case("temperature 0.5 and top_k = 3, a batch of 3", ids(3, 3), 6, temperature=0.5,
+             top_k=3, generator=seed + 1),
+        case("temperature 2 (flatter)", ids(2, 2), 6, temperature=2.0, generator=seed + 2),
+        case("a prompt longer than the context: keep its last block_size tokens", ids(2, 6), 3,
+             temperature=0),
+        case("no new tokens: the prompt itself", ids(1, 3), 0, temperature=0),
+    ]
+
+
+def _loop(model, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, *,
+          crop=lambda idx, n: idx[:, -n:], position=-1, draw=None):
+    """The loop with one thing done differently, for predicting learners' mistakes."""
+    for _ in range(max_new_tokens):
+        logits, _ = model(crop(idx, model.config.block_size))
+        logits = logits[:, position]
+        if temperature == 0:
+            new = logits.argmax(dim=-1, keepdim=True)
+        elif draw is not None:
+            new = draw(logits, temperature, top_k, generator)
+        else:
+            new = generation.next_token(logits, temperature, top_k, None, generator)
+        idx = torch.cat([idx, new], dim=1)
+    return idx
+
+
+def _temperature_after_softmax(logits, temperature, top_k, generator):
+    if top_k is not None:
+        logits = generation.top_k_filter(logits, top_k)
+    probs = torch.softmax(logits, dim=-1) / temperature
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def _top_k_over_the_batch(logits, temperature, top_k, generator):
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits.flatten(), top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
+
+
+def _wrong_loop(**mistake):
+    return lambda model, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None: \
+        _loop(model, idx, max_new_tokens, temperature, top_k, generator, **mistake)
+
+
+def _a_row_lost_every_token(case: Case, outcome: Outcome) -> bool:
+    """A top-k case whose draw failed on probabilities of nan: some row kept no token, as
+    when the k largest are taken over the whole batch."""
+    return case.kwargs.get("top_k") is not None and case.args[1].size(0) > 1 and \
+        error_says("probability tensor contains")(case, outcome)
+
+
+def _generator_ignored(case: Case, outcome: Outcome) -> bool:
+    report = outcome.value if isinstance(outcome.value, dict) else {}
+    return "generator" in case.kwargs and \
+        report.get("the same ids again from the same seed") is False
+
+
+register(ModelExercise(
+    id="generation.generate",
+    title="the generation loop",
+    points=2,
+    reference=generation.autoregressive_loop,
+    make_cases=_generate_cases,
+    mistakes=(
+        Mistake("The model's context holds block_size tokens: feed it only the last ones, "
+                "idx[:, -model.config.block_size:], at every step.",
+                symptom=error_says("do not fit in the context")),
+        Mistake("Crop to the *last* block_size tokens, idx[:, -block_size:]: the newest "
+                "tokens are the ones that decide what comes next.",
+                wrong=_wrong_loop(crop=lambda idx, n: idx[:, :n])),
+        Mistake("The next token is predicted at the last position, logits[:, -1, :]; "
+                "logits[:, 0] is the prediction after the first token only.",
+                wrong=_wrong_loop(position=0)),
+        Mistake("Divide the logits by the temperature before the softmax: dividing the "
+                "probabilities afterwards changes nothing once torch.multinomial normalises "
+                "them.", wrong=_wrong_loop(draw=_temperature_after_softmax)),
+        *(Mistake("Each prompt's next token is chosen from its own row: keep the top k of "
+                  "every row (dim=-1), not of the whole batch.", **how)
+          for how in ({"wrong": _wrong_loop(draw=_top_k_over_the_batch)},
+                      {"symptom": _a_row_lost_every_token})),
+        Mistake("Pass the generator to the draw, torch.multinomial(probs, 1, "
+                "generator=generator): the same seed must give the same text, and without it "
+                "every run differs.", symptom=_generator_ignored),
+        Mistake("Temperature 0 means greedy: take logits.argmax(dim=-1, keepdim=True) instead "
+                "of dividing by 0.", symptom=lambda case, outcome: case.kwargs.get(
+                    "temperature") == 0 and outcome.error is not None),
+    ),
+    hint="for each new token: logits, _ = model(idx[:, -block_size:]); take logits[:, -1]; "
+         "argmax at temperature 0, else divide by the temperature, top-k filter, softmax, "
+         "torch.multinomial(probs, 1, generator=generator); torch.cat onto idx.",
 ))

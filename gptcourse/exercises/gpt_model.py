@@ -5,11 +5,212 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import torch
+
 from gptcourse import model
-from gptcourse.exercises.contract import Case, Exercise, Mistake
+from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, Outcome
+from gptcourse.exercises.modules import (ModelExercise, future_leak, module_case,
+                                         not_a_module_hint, weight_names)
 from gptcourse.exercises.registration import register
 from gptcourse.model import GPTConfig
 
+
+# --- Block and GPT, the learner's modules ------------------------------------------------------
+
+def _small_config(**changes) -> GPTConfig:
+    return replace(GPTConfig(vocab_size=23, block_size=8, n_layer=2, n_head=2, n_embd=12),
+                   **changes)
+
+
+def _block_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def x(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    return [
+        module_case("C = 12, 2 heads, a batch of 2 × 5 tokens", model.Block,
+                    {"config": _small_config()}, (x(2, 5, 12),), seed, causal_from=2),
+        module_case("C = 16, 4 heads, 7 tokens", model.Block,
+                    {"config": _small_config(n_embd=16, n_head=4)}, (x(1, 7, 16),), seed + 1,
+                    causal_from=4),
+        module_case("without biases", model.Block, {"config": _small_config(bias=False)},
+                    (x(2, 3, 12),), seed + 2),
+    ]
+
+
+def _wrong_block(forward) -> type:
+    class WrongBlock(model.Block):
+        def forward(self, x):
+            return forward(self, x)
+    return WrongBlock
+
+
+def _post_norm(b, x):
+    x = b.ln1(x + b.attn(x))
+    return b.ln2(x + b.mlp(x))
+
+
+def _no_attention_residual(b, x):
+    x = b.attn(b.ln1(x))
+    return x + b.mlp(b.ln2(x))
+
+
+def _no_mlp_residual(b, x):
+    x = x + b.attn(b.ln1(x))
+    return b.mlp(b.ln2(x))
+
+
+def _normalised_residual(b, x):
+    x = b.ln1(x)
+    x = x + b.attn(x)
+    x = b.ln2(x)
+    return x + b.mlp(x)
+
+
+def _one_layer_norm(b, x):
+    x = x + b.attn(b.ln1(x))
+    return x + b.mlp(b.ln1(x))
+
+
+def _parallel_halves(b, x):  # both halves read the block's input (GPT-J's layout)
+    return x + b.attn(b.ln1(x)) + b.mlp(b.ln2(x))
+
+
+register(ModelExercise(
+    id="gpt_model.Block",
+    title="the decoder block",
+    points=2,
+    reference=model.Block,
+    make_cases=_block_cases,
+    not_built_from=("gptcourse.model.Block",),
+    mistakes=(
+        weight_names("`ln1`, `attn`, `ln2` and `mlp`: nn.LayerNorm(config.n_embd, "
+                     "bias=config.bias), MultiHeadAttention(config.n_embd, config.n_head, "
+                     "bias=config.bias), another LayerNorm, MLP(config.n_embd, bias=config.bias)"),
+        not_a_module_hint("Block"),
+        future_leak("A token sees the future: its output changed when only a later token did. "
+                    "Use the causal MultiHeadAttention, and mix tokens nowhere else: "
+                    "LayerNorm and the MLP work on each token alone."),
+        Mistake("That is post-norm (the 2017 Transformer's): normalise the input of each half, "
+                "not the sum: x = x + attn(ln1(x)), then x + mlp(ln2(x)).",
+                wrong=_wrong_block(_post_norm)),
+        Mistake("The attention half's residual connection is missing: add its output to the "
+                "input, x = x + self.attn(self.ln1(x)).",
+                wrong=_wrong_block(_no_attention_residual)),
+        Mistake("The feed-forward half's residual connection is missing: return "
+                "x + self.mlp(self.ln2(x)), not the MLP's output alone.",
+                wrong=_wrong_block(_no_mlp_residual)),
+        Mistake("LayerNorm goes on the input of each half only; the residual path x itself "
+                "runs through unnormalised: x = x + attn(ln1(x)), not x = ln1(x) first.",
+                wrong=_wrong_block(_normalised_residual)),
+        Mistake("Each half has its own LayerNorm: ln1 before attention, ln2 before the MLP. "
+                "Yours uses one for both.", wrong=_wrong_block(_one_layer_norm)),
+        Mistake("The halves run one after the other: the MLP reads x after attention has "
+                "added to it, x + mlp(ln2(x)) with the new x.",
+                wrong=_wrong_block(_parallel_halves)),
+        NO_GRADIENT,
+    ),
+    hint="x = x + self.attn(self.ln1(x)); return x + self.mlp(self.ln2(x)).",
+))
+
+
+def _gpt_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def ids(config: GPTConfig, B: int, T: int) -> torch.Tensor:
+        return torch.randint(0, config.vocab_size, (B, T), generator=g)
+
+    small, wide = _small_config(), _small_config(n_layer=1, n_head=4, n_embd=16, vocab_size=31)
+    full = ids(small, 2, 8)
+    return [
+        module_case("2 blocks, 2 × 6 tokens", model.GPT, {"config": small}, (ids(small, 2, 6),),
+                    seed, causal_from=3),
+        module_case("the whole context, block_size = 8 tokens", model.GPT, {"config": small},
+                    (full,), seed, causal_from=5),
+        module_case("one block, 4 heads, 5 tokens", model.GPT, {"config": wide},
+                    (ids(wide, 1, 5),), seed + 1, causal_from=1),
+        module_case("with targets: (logits, loss)", model.GPT, {"config": small},
+                    (ids(small, 2, 6),), seed + 2, targets=ids(small, 2, 6)),
+        module_case("without biases", model.GPT, {"config": _small_config(bias=False)},
+                    (ids(small, 1, 4),), seed + 3),
+    ]
+
+
+def _gpt_forward(m, idx, targets=None, *, positions="before", final_norm=True,
+                 probabilities=False):
+    """The reference GPT's forward with one thing done differently."""
+    T = idx.size(1)
+    x = m.wte(idx) + (m.wpe(torch.arange(T)) if positions == "before" else 0)
+    for block in m.blocks:
+        x = block(x)
+    if positions == "after":
+        x = x + m.wpe(torch.arange(T))
+    logits = m.lm_head(m.ln_f(x) if final_norm else x)
+    loss = None if targets is None else \
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    return (logits.softmax(dim=-1) if probabilities else logits), loss
+
+
+def _wrong_gpt(**mistake) -> type:
+    class WrongGPT(model.GPT):
+        def forward(self, idx, targets=None):
+            return _gpt_forward(self, idx, targets, **mistake)
+    return WrongGPT
+
+
+class _UntiedGPT(model.GPT):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__(config)
+        self.lm_head.weight = torch.nn.Parameter(self.wte.weight.detach().clone())
+
+
+def _logits_only(case: Case, outcome: Outcome) -> bool:
+    report = outcome.value if isinstance(outcome.value, dict) else {}
+    return isinstance(report.get("output"), torch.Tensor)
+
+
+register(ModelExercise(
+    id="gpt_model.GPT",
+    title="the whole GPT",
+    points=3,
+    reference=model.GPT,
+    make_cases=_gpt_cases,
+    not_built_from=("gptcourse.model.GPT", "gptcourse.model.Block"),
+    mistakes=(
+        weight_names("`wte` (nn.Embedding(vocab_size, n_embd)), `wpe` (nn.Embedding("
+                     "block_size, n_embd)), `blocks` (an nn.ModuleList of n_layer Blocks), "
+                     "`ln_f` (a LayerNorm) and `lm_head` (nn.Linear(n_embd, vocab_size, "
+                     "bias=False))"),
+        not_a_module_hint("GPT"),
+        Mistake("forward returns two things, (logits, loss), with loss None when no targets "
+                "are given: the course's code unpacks logits, loss = model(idx, targets).",
+                symptom=_logits_only),
+        future_leak("A position sees the future: its logits changed when only a later token "
+                    "did. The blocks' causal attention is the only place tokens mix."),
+        Mistake("The positions are missing: add wpe(torch.arange(T)) to the token embeddings "
+                "before the first block, so the model knows where each token sits.",
+                wrong=_wrong_gpt(positions=None)),
+        Mistake("Add the position embedding to the token embedding at the start, before the "
+                "blocks: attention needs to know where each token sits.",
+                wrong=_wrong_gpt(positions="after")),
+        Mistake("The final LayerNorm is missing: the last block's output goes through ln_f "
+                "before the head.", wrong=_wrong_gpt(final_norm=False)),
+        Mistake("Return the logits, the raw scores: softmax comes later (in the loss, and "
+                "when sampling).", wrong=_wrong_gpt(probabilities=True)),
+        Mistake("The head is tied to the token embedding: one matrix for both, "
+                "self.lm_head.weight = self.wte.weight. Yours are two matrices, so their "
+                "gradients differ (the weights only look the same because they were loaded "
+                "alike).", wrong=_UntiedGPT),
+        NO_GRADIENT,
+    ),
+    hint="x = wte(idx) + wpe(arange(T)); every block; ln_f; logits = lm_head(x); loss = "
+         "cross_entropy of the flattened logits and targets when targets are given; return "
+         "(logits, loss).",
+))
+
+
+# --- parameter_count -------------------------------------------------------------------------
 
 def _random_config(rng: random.Random) -> GPTConfig:
     n_head = rng.randint(1, 6)

@@ -9,6 +9,7 @@ import torch
 from gptcourse import pretraining
 from gptcourse.exercises.compare import Tolerance
 from gptcourse.exercises.contract import NO_GRADIENT, Case, Exercise, Mistake, error_says
+from gptcourse.exercises.modules import ModelExercise
 from gptcourse.exercises.registration import register
 
 
@@ -204,6 +205,12 @@ register(Exercise(
     make_cases=_lr_cases,
     tolerance=Tolerance(rtol=1e-9, atol=1e-12),
     mistakes=(
+        Mistake("`lr_at` returns a plain Python number, the kind an optimizer's learning rate "
+                "is; yours is a one-number torch tensor, which torch.cos (or any torch "
+                "operation) makes, in float32 unless told otherwise. Use math.cos and math.pi, "
+                "or turn the result into a number with float(...).",
+                symptom=lambda case, outcome: type(outcome.value).__module__.startswith(
+                    "torch")),
         Mistake("Warm-up off by one: step s of the warm-up uses max_lr · (s + 1) / warmup, so "
                 "step 0 already learns (a rate of 0 would waste it) and step warmup - 1 reaches "
                 "max_lr.",
@@ -222,4 +229,97 @@ register(Exercise(
     hint="step < warmup: max_lr * (step + 1) / warmup; step >= max_steps: min_lr; otherwise "
          "progress = (step - warmup) / (max_steps - warmup) and min_lr + 0.5 * (1 + "
          "math.cos(math.pi * progress)) * (max_lr - min_lr).",
+))
+
+
+# --- train_step: the learner's step ---------------------------------------------------------------
+
+V_TEST, BLOCK_TEST = 8, 4
+
+
+def _train_step_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(V_TEST, BLOCK_TEST, V_TEST, generator=g)
+
+    def batches(n: int, B: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for _ in range(n):
+            stream = torch.randint(0, V_TEST, (B, BLOCK_TEST + 1), generator=g)
+            out.append((stream[:, :-1], stream[:, 1:]))
+        return out
+
+    def case(label, n, B, lr, grad_clip):
+        return Case(label, (table, BLOCK_TEST, batches(n, B), lr, grad_clip), probe="training_step")
+
+    return [
+        case("3 steps, the gradient clipped hard (grad_clip = 0.05)", 3, 4, 0.1, 0.05),
+        case("3 steps, a clip the gradient never reaches", 3, 2, 0.3, 1e6),
+        case("one step", 1, 4, 0.2, 0.5),
+    ]
+
+
+def _step(model, optimizer, x, y, lr, grad_clip, *, order="lr zero forward backward clip step",
+          returns=lambda loss: loss.item()):
+    """train_step with its parts in `order` (some may be missing), for learners' mistakes."""
+    loss = None
+    for part in order.split():
+        if part == "lr":
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        elif part == "zero":
+            optimizer.zero_grad()
+        elif part == "forward":
+            _, loss = model(x, y)
+        elif part == "backward":
+            loss.backward()
+        elif part == "clip":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        elif part == "step":
+            optimizer.step()
+    return returns(loss)
+
+
+def _wrong_step(**mistake):
+    return lambda model, optimizer, x, y, lr, grad_clip: _step(model, optimizer, x, y, lr,
+                                                               grad_clip, **mistake)
+
+
+def _returns_a_tensor(case: Case, outcome) -> bool:
+    report = outcome.value if isinstance(outcome.value, dict) else {}
+    return "Tensor" in (report.get("type of what it returns") or [])
+
+
+register(ModelExercise(
+    id="pretraining.train_step",
+    title="one training step",
+    points=2,
+    reference=pretraining.train_step,
+    make_cases=_train_step_cases,
+    mistakes=(
+        Mistake("Return the loss as a Python number, loss.item(): a tensor keeps the whole "
+                "graph of the step alive, and a list of them fills the memory.",
+                symptom=_returns_a_tensor),
+        Mistake("Zero the gradients at the start of every step (optimizer.zero_grad()): "
+                "backward adds to what is already there, so without it each step's gradient "
+                "piles onto all the earlier ones.",
+                wrong=_wrong_step(order="lr forward backward clip step")),
+        Mistake("The gradient is not clipped when the step uses it: call "
+                "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between "
+                "backward and step. Clipping after optimizer.step() changes gradients that "
+                "have already been used, which is the same as not clipping at all.",
+                wrong=_wrong_step(order="lr zero forward backward step")),
+        Mistake("Set the learning rate before the step: for group in optimizer.param_groups: "
+                "group['lr'] = lr. The optimiser still uses the rate it was created with.",
+                wrong=_wrong_step(order="zero forward backward clip step")),
+        Mistake("optimizer.step() uses the gradients, so it comes after loss.backward(): "
+                "yours steps with the gradients of the batch before.",
+                wrong=_wrong_step(order="lr zero forward step backward clip")),
+        Mistake("Zeroing the gradients right before optimizer.step() throws this batch's "
+                "gradient away: zero them first, before the forward pass.",
+                wrong=_wrong_step(order="lr forward backward clip zero step")),
+        NO_GRADIENT,
+    ),
+    hint="set every param group's 'lr'; optimizer.zero_grad(); _, loss = model(x, y); "
+         "loss.backward(); clip_grad_norm_(model.parameters(), grad_clip); optimizer.step(); "
+         "return loss.item().",
 ))

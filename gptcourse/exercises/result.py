@@ -4,6 +4,7 @@ a gradebook."""
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,11 +14,24 @@ STATUSES = (PASSED, FAILED, NOT_ATTEMPTED)
 # The MIME type under which a result travels in notebook outputs; `gptcourse check` reads it.
 MIME_TYPE = "application/vnd.gptcourse.check+json"
 
+# (mark, verdict, ink). The ink follows JupyterLab's theme (light or dark) where it runs and
+# falls back to colours that read on white and on black alike elsewhere.
 _LOOK = {
-    PASSED: ("✓", "passed", "#1a7f37", "#dafbe1"),
-    FAILED: ("✗", "not yet right", "#cf222e", "#ffebe9"),
-    NOT_ATTEMPTED: ("○", "not attempted yet", "#57606a", "#f6f8fa"),
+    PASSED: ("✓", "passed", "var(--jp-success-color1, #2e8540)"),
+    FAILED: ("✗", "not yet right", "var(--jp-error-color1, #d32f2f)"),
+    NOT_ATTEMPTED: ("○", "not attempted yet", "var(--jp-ui-font-color2, #808080)"),
 }
+# Tints over whatever the page's background is, so the box reads in light and dark themes.
+_TINT = {PASSED: "rgba(46, 133, 64, 0.14)", FAILED: "rgba(211, 47, 47, 0.12)",
+         NOT_ATTEMPTED: "rgba(128, 128, 128, 0.12)"}
+_CODE_STYLE = ("background:rgba(128, 128, 128, 0.2);color:inherit;padding:0 3px;"
+               "border-radius:3px;font-family:var(--jp-code-font-family, monospace)")
+_BACKTICKS = re.compile(r"`([^`\n]+)`")
+
+
+def _html_text(text: str) -> str:
+    """Text as HTML: escaped first (learner text stays text), then `code` shown as code."""
+    return _BACKTICKS.sub(rf'<code style="{_CODE_STYLE}">\1</code>', html.escape(text))
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,7 @@ class CheckResult:
         return cls(**{k: data[k] for k in fields if k in data})
 
     def __str__(self) -> str:
-        mark, verdict, _, _ = _LOOK[self.status]
+        mark, verdict, _ = _LOOK[self.status]
         lines = [f"{mark} {self.exercise} ({self.title}): {verdict} — "
                  f"{self.score}/{self.points} point{'s' * (self.points != 1)}"]
         if self.message:
@@ -73,23 +87,26 @@ class CheckResult:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        mark, verdict, ink, paper = _LOOK[self.status]
+        mark, verdict, ink = _LOOK[self.status]
         e = html.escape
         parts = [
-            f'<div style="border-left:5px solid {ink};background:{paper};padding:6px 10px;'
-            f'margin:4px 0;font-family:sans-serif;color:#1f2328">',
+            f'<div style="border-left:5px solid {ink};background:{_TINT[self.status]};'
+            f'padding:6px 10px;margin:4px 0;font-family:var(--jp-ui-font-family, sans-serif);'
+            f'color:var(--jp-content-font-color1, inherit)">',
             f'<b style="color:{ink}">{mark} {e(verdict)}</b> &nbsp;'
-            f'<code>{e(self.exercise)}</code> — {e(self.title)} '
+            f'<code style="{_CODE_STYLE}">{e(self.exercise)}</code> — {e(self.title)} '
             f'<span style="float:right">{self.score}/{self.points}</span>',
         ]
         if self.message:
-            parts.append(f'<div style="margin-top:4px;white-space:pre-wrap">{e(self.message)}</div>')
+            parts.append(f'<div style="margin-top:4px;white-space:pre-wrap">'
+                         f'{_html_text(self.message)}</div>')
         if self.details:
-            parts.append(f'<pre style="margin:4px 0;padding:4px;background:#ffffff80">'
+            parts.append(f'<pre style="margin:4px 0;padding:4px 6px;color:inherit;'
+                         f'background:rgba(128, 128, 128, 0.14);border:none;white-space:pre-wrap">'
                          f'{e(self.details)}</pre>')
         if self.hint:
             parts.append(f'<div style="margin-top:4px"><b>Hint:</b> '
-                         f'<span style="white-space:pre-wrap">{e(self.hint)}</span></div>')
+                         f'<span style="white-space:pre-wrap">{_html_text(self.hint)}</span></div>')
         parts.append("</div>")
         return "".join(parts)
 

@@ -276,6 +276,13 @@ def _train_on_characters(text, vocab_size):
     return merges
 
 
+def _train_without_keeping_the_merge(text, vocab_size):
+    """merge_pair's result thrown away: the ids, and so the counts and the best pair, never
+    change, and every new id overwrites the same entry."""
+    counts = tokenizer.get_pair_counts(_utf8(text))
+    return {tokenizer.best_pair(counts): vocab_size - 1} if counts and vocab_size > 256 else {}
+
+
 def _train_counting_once(text, vocab_size):
     ids = _utf8(text)
     counts = tokenizer.get_pair_counts(ids)
@@ -293,6 +300,10 @@ register(Exercise(
     make_cases=_train_cases,
     ordered=True,
     mistakes=(
+        Mistake("Every merge picked the same pair again, because `ids` never changed: "
+                "merge_pair returns a new list and leaves the one it was given as it was. "
+                "Keep its result as the new `ids`, so that the next count sees the merged "
+                "tokens.", wrong=_train_without_keeping_the_merge),
         Mistake("Two pairs were equally frequent and you merged a different one than the rule "
                 "says. Ties go to the smallest pair (compare first ids, then second ids): "
                 "best = min(counts, key=lambda p: (-counts[p], p)). max(counts, key=counts.get) "

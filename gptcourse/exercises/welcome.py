@@ -22,7 +22,10 @@ def _softmax_cases(seed: int) -> list[Case]:
         Case("temperature 0.5 (sharper)", (normal(6),), {"temperature": 0.5}),
         Case("temperature 3 (flatter), 2-D", (normal(2, 6),), {"temperature": 3.0}),
         Case("large scores", (np.array([1000.0, 1001.0, 1002.0]),)),
-        Case("large negative scores", (np.array([-1000.0, -1003.0, -1001.0]),)),
+        # A row of large negative scores under a row of large positive ones: exp underflows
+        # unless each row's own max is subtracted (the whole array's max is not enough).
+        Case("rows on very different scales: large positive and large negative scores",
+             (np.array([[1000.0, 1002.0, 1001.0], [-1000.0, -1003.0, -1001.0]]),)),
         Case("float32 scores", (normal(4, 7).astype(np.float32),), {"temperature": 0.7}),
         Case("integer scores", (np.array([3, 1, 2]),)),
         Case("a score of -inf (a token ruled out)", (np.array([0.5, -np.inf, 1.5]),)),
@@ -63,13 +66,23 @@ def _whole_array(x, temperature=1.0, axis=-1):
     return (e / e.sum()).astype(welcome.softmax(x).dtype)
 
 
-def _float64(x, temperature=1.0, axis=-1):
-    return welcome.softmax(np.asarray(x, dtype=np.float64), temperature, axis)
+def _global_max(x, temperature=1.0, axis=-1):
+    z = np.asarray(x, dtype=welcome.softmax(x).dtype) / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _float16(case: Case, outcome: Outcome) -> bool:
+    return getattr(outcome.value, "dtype", None) == np.float16
 
 
 # Tried in order on the first failing case; the first one recognised gives the hint, so exact
 # predictions of a wrong output come before looser symptoms that several mistakes share.
 MISTAKES = (
+    Mistake("You subtracted the largest score of the whole array, not of each slice along "
+            "`axis`. Where slices sit on very different scales (one row near 1000, another "
+            "near -1000) every exp of the lower one underflows to 0, and 0 / 0 is nan: take "
+            "the max along `axis` with keepdims=True.", wrong=_global_max),
     Mistake("exp of a large score overflows to inf, and inf / inf is nan. Subtract the largest "
             "score first: softmax(x) equals softmax(x - max(x)), and then exp never sees a "
             "number above 0.", symptom=_overflowed),
@@ -91,9 +104,10 @@ MISTAKES = (
     Mistake("You normalised along a different axis than `axis`. Take the max and the sum with "
             "axis=axis, keepdims=True, so that each slice along `axis` adds up to 1.",
             wrong=_other_axis),
-    Mistake("The values are right but the dtype changed: keep the input's dtype (float32 in, "
-            "float32 out). A float64 constant or `dtype=float` upcasts float32 arrays.",
-            wrong=_float64),
+    Mistake("float16 keeps only about 3 significant digits, too few for probabilities that "
+            "must add up to 1: keep the input's dtype (float64 in, float64 out; float32 in, "
+            "float32 out).",
+            symptom=_float16),
     Mistake("The shapes did not line up: `x.sum(axis=axis)` drops that axis. Use "
             "keepdims=True so the sums broadcast back against x.",
             symptom=lambda case, outcome: outcome.error is not None

@@ -109,7 +109,7 @@ def _encode(x: Any, depth: int) -> Any:
 
 def _is_gpt_config(x: Any) -> bool:
     # by name, so that encoding a case never imports torch for a lesson that has none
-    return type(x).__name__ == "GPTConfig" and type(x).__module__ == "gptcourse.model"
+    return type(x).__name__ == "GPTConfig" and type(x).__module__ == "gptcourse.config"
 
 
 def _encode_tensor(x: Any) -> dict:
@@ -226,7 +226,7 @@ def _decode_tensor(x: dict) -> Any:
 
 
 def _decode_gpt_config(fields: Any) -> Any:
-    from gptcourse.model import GPTConfig
+    from gptcourse.config import GPTConfig
 
     if not isinstance(fields, dict) or set(fields) != set(GPTConfig.__dataclass_fields__) or \
             not all(type(v) in (int, bool) for v in fields.values()):

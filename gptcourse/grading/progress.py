@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gptcourse.atomic import atomic_file
 from gptcourse.grading.results import load_records, rows
 from gptcourse.grading.steps import ERROR
 from gptcourse.exercises.result import FAILED, NOT_ATTEMPTED, PASSED
@@ -22,9 +23,18 @@ class Progress:
     exercises: list[str]
     status: dict[tuple[str, str], str]  # (learner, exercise) → status
 
+    def submitted(self, exercise: str) -> int:
+        """How many learners handed in a notebook that was graded for `exercise`."""
+        return sum((l, exercise) in self.status for l in self.learners)
+
     def passed_share(self, exercise: str) -> float:
+        """The share of those who handed it in (not of the whole room) who passed it."""
         done = sum(self.status.get((l, exercise)) == PASSED for l in self.learners)
-        return done / max(1, len(self.learners))
+        return done / max(1, self.submitted(exercise))
+
+    def passed_label(self, exercise: str) -> str:
+        """'67% of 3': the share passed and how many it is a share of."""
+        return f"{self.passed_share(exercise):.0%} of {self.submitted(exercise)}"
 
 
 def load_progress(results: Path) -> Progress:
@@ -41,34 +51,33 @@ def load_progress(results: Path) -> Progress:
 
 
 def text_table(p: Progress) -> str:
-    """Exercises down, learners across (names shortened to fit), a share passed per row."""
+    """Exercises down, learners across (names shortened to fit), and per row the share passed
+    of the learners who handed in that lesson, with their number."""
     names = [l if len(l) <= 10 else l[:9] + "…" for l in p.learners]
     width = max([len("exercise")] + [len(e) for e in p.exercises])
     col = max([3] + [len(n) for n in names])
-    lines = [f"{'exercise':<{width}}  " + " ".join(f"{n:>{col}}" for n in names) + "  passed"]
+    lines = [f"{'exercise':<{width}}  " + " ".join(f"{n:>{col}}" for n in names)
+             + "  passed, of those who handed it in"]
     for exercise in p.exercises:
         marks = [MARKS.get(p.status.get((l, exercise)), MISSING)[0] for l in p.learners]
         lines.append(f"{exercise:<{width}}  " + " ".join(f"{m:>{col}}" for m in marks)
-                     + f"  {p.passed_share(exercise):>5.0%}")
+                     + f"  {p.passed_label(exercise)}")
     lines.append("✓ passed  ✗ failed  ○ not attempted  ! not graded (error)  blank: no notebook")
     return "\n".join(lines)
 
 
 def heatmap(p: Progress, path: Path) -> Path:
     """A PNG of the same grid: a row per exercise, a column per learner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     grid = np.array([[MARKS.get(p.status.get((l, e)), MISSING)[1] for l in p.learners]
                      for e in p.exercises], dtype=float).reshape(len(p.exercises), len(p.learners))
     colours = ["#ffffff", "#d0d7de", "#cf222e", "#bf8700", "#2da44e"]  # missing … passed
     learners = [l if len(l) <= 16 else l[:15] + "…" for l in p.learners]
-    rows = [e if e == UNREADABLE else f"{e}  {p.passed_share(e):.0%}" for e in p.exercises]
+    rows = [e if e == UNREADABLE else f"{e}  {p.passed_label(e)}" for e in p.exercises]
     # Sizes in inches, from the labels' lengths, so that nothing is cut off at any size.
     cell = 0.38
     left = 0.3 + 0.075 * max([len(r) for r in rows] + [8])
@@ -76,7 +85,9 @@ def heatmap(p: Progress, path: Path) -> Path:
     legend, top = 1.9, 0.6
     grid_w = max(2.5, cell * len(p.learners))
     grid_h = max(1.0, cell * len(p.exercises))
-    fig = plt.figure(figsize=(left + grid_w + legend, bottom + grid_h + top), dpi=110)
+    # A Figure of its own, not pyplot's: drawing it neither switches matplotlib's backend nor
+    # joins the figures a notebook shows, so the notebook's own inline plots keep working.
+    fig = Figure(figsize=(left + grid_w + legend, bottom + grid_h + top), dpi=110)
     width, height = fig.get_size_inches()
     ax = fig.add_axes((left / width, bottom / height, grid_w / width, grid_h / height))
     ax.imshow(grid + 1, cmap=ListedColormap(colours), vmin=-0.5, vmax=4.5, aspect="auto",
@@ -99,7 +110,7 @@ def heatmap(p: Progress, path: Path) -> Path:
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
     fig.suptitle(f"{plural(len(p.learners), 'learner')} × "
                  f"{plural(len([e for e in p.exercises if e != UNREADABLE]), 'exercise')} "
-                 f"(share passed after each exercise)", fontsize=10,
+                 f"(after each exercise: share passed, of how many handed it in)", fontsize=10,
                  x=left / width, ha="left", y=1 - 0.15 / height, va="top")
     handles = [Patch(color=colours[4], label="✓ passed"), Patch(color=colours[2], label="✗ failed"),
                Patch(color=colours[1], label="○ not attempted"),
@@ -107,9 +118,6 @@ def heatmap(p: Progress, path: Path) -> Path:
                Patch(facecolor=colours[0], edgecolor="#d0d7de", label="no notebook")]
     fig.legend(handles=handles, loc="upper left", fontsize=8, frameon=False,
                bbox_to_anchor=((left + grid_w + 0.15) / width, 1 - top / height))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")
     return path

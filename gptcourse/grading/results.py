@@ -1,9 +1,15 @@
-"""What a batch leaves in RESULTS_DIR, every file written atomically (temp file + rename):
+"""What a batch leaves in RESULTS_DIR, every file written atomically (`gptcourse.atomic`):
 
   submissions/<key>.json   one record per graded notebook (the resume point)
   gradebook.csv            learner, lesson, exercise, status, points, max points
   gradebook.json           the same rows
+  gradebook_learners.csv   one row per learner: learner, a column per exercise, total (points;
+                           blank where the learner submitted no notebook of that lesson), the
+                           layout Moodle's grade import ("CSV file") reads
   feedback/<learner>.html  the verdicts the learner saw in the notebook, as the grader found them
+  instructor_log.txt       what the instructor should know and the learner need not see: notes
+                           on how notebooks ran (cells that used a switched-off reference) and
+                           notebooks the grader could not grade
 """
 
 from __future__ import annotations
@@ -13,33 +19,15 @@ import hashlib
 import html
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from gptcourse.atomic import write_atomically
 from gptcourse.exercises.result import STATUSES, CheckResult
+from gptcourse.grading.steps import ERROR
 
 COLUMNS = ("learner", "lesson", "exercise", "status", "points", "max points")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`: a reader (or a
-    crash) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+LEARNER, TOTAL = "learner", "total"  # gradebook_learners.csv's first and last columns
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -83,16 +71,79 @@ def rows(records: list[dict]) -> list[dict]:
     return out
 
 
-def write_gradebook(out: Path, records: list[dict]) -> list[dict]:
-    table = rows(records)
+def write_results(out: Path, records: list[dict]) -> list[dict]:
+    """Every file of RESULTS_DIR that is made from the records (all but the records
+    themselves); returns the gradebook rows."""
+    table = write_gradebook(out, records)
+    write_learners_gradebook(out, table)
+    write_feedback(out, records)
+    write_instructor_log(out, records)
+    return table
+
+
+def _csv(fieldnames, table: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     for row in table:
         writer.writerow({k: _no_formula(v) for k, v in row.items()})
-    write_atomically(out / "gradebook.csv", buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_gradebook(out: Path, records: list[dict]) -> list[dict]:
+    table = rows(records)
+    write_atomically(out / "gradebook.csv", _csv(COLUMNS, table))
     write_atomically(out / "gradebook.json", json.dumps(table, indent=1, ensure_ascii=False))
     return table
+
+
+def learners_table(table: list[dict]) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of the per-learner gradebook: the learner, the points of every exercise
+    graded for anyone (in the registry's order; the best, if a learner handed in a lesson
+    twice), and the learner's total. An exercise of a lesson the learner submitted no notebook
+    for is blank, not 0: not handed in is not the same as handed in and wrong, and Moodle's
+    import reads a blank cell as no grade."""
+    from gptcourse.exercises import registry
+
+    order = {exercise_id: i for i, exercise_id in enumerate(registry)}
+    exercises = sorted({r["exercise"] for r in table if r["exercise"]},
+                       key=lambda e: (order.get(e, len(order)), e))
+    learners: dict[str, dict] = {}
+    for row in table:
+        entry = learners.setdefault(row["learner"], {LEARNER: row["learner"]})
+        if row["exercise"]:
+            entry[row["exercise"]] = max(entry.get(row["exercise"], 0), row["points"])
+    for entry in learners.values():
+        entry[TOTAL] = sum(entry.get(e, 0) for e in exercises)
+    return [LEARNER, *exercises, TOTAL], [learners[name] for name in sorted(learners)]
+
+
+def write_learners_gradebook(out: Path, table: list[dict]) -> Path:
+    columns, learners = learners_table(table)
+    path = out / "gradebook_learners.csv"
+    write_atomically(path, _csv(columns, learners))
+    return path
+
+
+def instructor_notes(record: dict) -> list[str]:
+    """The lines the instructor's log holds for one record: its notes for the instructor,
+    and every exercise that could not be graded, with why."""
+    notes = list(record.get("instructor_notes", []))
+    notes += [f"{r.get('exercise') or 'the notebook'} not graded: {r.get('message', '')}"
+              for r in record["results"] if r.get("status") == ERROR]
+    return [" ".join(note.split()) for note in notes]  # one line each, whatever it quotes
+
+
+def write_instructor_log(out: Path, records: list[dict]) -> Path:
+    """One line per note, `notebook: note`, in notebook order; a header says when there are
+    none, so an empty log is never mistaken for a missing one."""
+    lines = [f"{' '.join(record['notebook'].split())}: {note}"
+             for record in sorted(records, key=lambda r: r["notebook"])
+             for note in instructor_notes(record)]
+    path = out / "instructor_log.txt"
+    write_atomically(path, "# gptcourse grade: notes for the instructor, one per line\n"
+                           + ("\n".join(lines) if lines else "(none)") + "\n")
+    return path
 
 
 def _no_formula(value):

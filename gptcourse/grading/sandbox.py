@@ -2,9 +2,11 @@
 
 `install(lessons)` runs before any learner code (see `kernel`). From then on:
 
-- `gptcourse.<lesson>` for each lesson being graded is a stand-in: importing it works (so a
-  notebook's `from gptcourse import welcome` does not stop the rest), but every name in it is
-  a `BlockedReference` that raises `ReferenceUnavailable` when called and records the call.
+- the modules that hold the references of each lesson being graded (`gptcourse.<lesson>`, or
+  those its `course.Lesson` names, such as `gptcourse.model` for lesson 05) are stand-ins:
+  importing one works (so a notebook's `from gptcourse import welcome` does not stop the
+  rest), but every name in it is a `BlockedReference` that raises `ReferenceUnavailable` when
+  called and records the call; only plain data (`PLAIN_DATA`) stays real.
 - `gptcourse.exercises.<lesson>` (the checks, which hold the references) cannot be imported.
 - `check(...)` shows a one-line note instead of a verdict: the grader decides, not this process.
 
@@ -15,6 +17,7 @@ contract's `run_cases`, and displays the outcomes under `REPLY_MIME`. It imports
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -46,10 +49,18 @@ class BlockedReference:
         return f"<{self._qualname}: not available while grading>"
 
 
+# Plain data that a blocked reference module also offers, served from a module of its own that
+# holds no reference code: the cases of lesson 05 carry a GPTConfig.
+PLAIN_DATA = {("gptcourse.model", "GPTConfig"): "gptcourse.config"}
+
+
 class _StandIn(types.ModuleType):
-    def __getattr__(self, name: str) -> BlockedReference:
+    def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
+        home = PLAIN_DATA.get((self.__name__, name))
+        if home is not None:
+            return getattr(importlib.import_module(home), name)
         return BlockedReference(f"{self.__name__}.{name}")
 
 
@@ -82,9 +93,10 @@ def install(lessons: list[str]) -> None:
     """Grading mode for a notebook of these lessons; call before any learner code runs."""
     # Importing the package loads the contract and the registry, never a lesson's module
     # (those load lazily), so no reference is in this process before the guard is in place.
-    from gptcourse.course import LESSONS
+    from gptcourse.course import LESSONS, lesson_named
 
-    stand_ins = {f"gptcourse.{lesson}" for lesson in lessons}
+    stand_ins = {module for lesson in lessons
+                 for module in lesson_named(lesson).reference_modules}
     refused = {f"gptcourse.exercises.{lesson.name}" for lesson in LESSONS}
     for name in list(sys.modules):
         if name in stand_ins or name in refused:
@@ -95,8 +107,8 @@ def install(lessons: list[str]) -> None:
 
     for module in (gptcourse, gptcourse.exercises):
         module.check = _check_while_grading
-        for lesson in lessons:
-            module.__dict__.pop(lesson, None)
+        for name in lessons + [m.rsplit(".", 1)[1] for m in stand_ins]:
+            module.__dict__.pop(name, None)
 
 
 def evaluate(name: str, cases_json: str, nonce: str) -> None:

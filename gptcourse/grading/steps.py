@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -39,6 +40,8 @@ from gptcourse.exercises.result import FAILED, NOT_ATTEMPTED, CheckResult
 ERROR = "error"  # a gradebook status beside CheckResult's: the grader could not grade it
 MAX_COPY_BYTES = 200 << 20
 OUTPUT_KEPT = 20  # cell errors kept for the feedback
+SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")  # the cell never ran at all
+_WHERE = re.compile(r"\s*\([^()]*, line (\d+)\)$")  # IPython's "(3209358.py, line 3)"
 
 
 @dataclass
@@ -74,7 +77,8 @@ class Grading:
     seed: int | None = None
     replies: dict[str, Any] = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the learner's feedback page
+    instructor_notes: list[str] = field(default_factory=list)  # for the instructor's log only
     cell_errors: list[str] = field(default_factory=list)
     error: str = ""
     kernel_lost: str = ""  # why the kernel is gone (timeout, died), once it is
@@ -91,6 +95,7 @@ class Grading:
             "lessons": self.lessons,
             "error": self.error,
             "notes": self.notes,
+            "instructor_notes": self.instructor_notes,
             "cell_errors": self.cell_errors,
             "results": self.results,
             "seconds": round(time.time() - self.started, 3),
@@ -332,11 +337,39 @@ def judge_outcomes(g: Grading) -> None:
             g.results.append(_error_result(exercise, g.kernel_lost or "not evaluated"))
         else:
             cases, reply = g.replies[exercise.id]
-            g.results.append(_judge(exercise, cases, reply).to_dict())
+            unparsed = (_syntax_error_result(g, exercise)
+                        if isinstance(reply, dict) and reply.get("missing") else None)
+            g.results.append(unparsed or _judge(exercise, cases, reply).to_dict())
     if g.error and not g.exercises:
         g.results.append({"exercise": "", "title": "", "status": ERROR, "points": 0,
                           "message": g.error, "hint": "", "details": "", "score": 0,
                           "passed": False})
+
+
+def _syntax_error_result(g: Grading, exercise) -> dict | None:
+    """An error result when the exercise's function is missing because the cell meant to
+    define it (tagged as its solution, or holding `def name`) is not valid Python: the learner
+    wrote something, so it is not "not attempted"; Python ran none of that cell."""
+    defines = re.compile(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(exercise.name)}\b",
+                         re.MULTILINE)
+    for index, name, value in (g.client.errors if g.client is not None else []):
+        if name not in SYNTAX_ERRORS or not 0 <= index < len(g.nb.cells):
+            continue
+        cell = g.nb.cells[index]
+        tag = cell.get("metadata", {}).get("gptcourse", {})
+        tagged = isinstance(tag, dict) and tag.get("exercise") == exercise.id and \
+            tag.get("role") == "solution"
+        if not (tagged or defines.search(cell.get("source", ""))):
+            continue
+        where = _WHERE.search(value)
+        problem = value[:where.start()] if where else value
+        line = f" at line {where.group(1)} of that cell" if where else ""
+        return _error_result(exercise, f"`{exercise.name}` could not be graded: the cell that "
+                                       f"defines it (cell {index}) has a {name}{line}: "
+                                       f"{problem}. Python ran none of that cell, so "
+                                       f"`{exercise.name}` was never defined. Run the cell to "
+                                       f"see the line marked, fix it, and submit again.")
+    return None
 
 
 def _error_result(exercise, message: str) -> dict:
@@ -405,9 +438,10 @@ async def stop_kernel(g: Grading) -> None:
                          if name != "ReferenceUnavailable"]
         switched_off = [str(i) for i, name, _ in client.errors if name == "ReferenceUnavailable"]
         if switched_off:
-            g.notes.append(f"Cell{'s' * (len(switched_off) > 1)} {', '.join(switched_off)} "
-                           f"used the lesson's reference implementation, which is switched off "
-                           f"while grading; that costs no points (only the exercises count).")
+            cells = f"Cell{'s' * (len(switched_off) > 1)} {', '.join(switched_off)}"
+            g.instructor_notes.append(f"{cells} used the lesson's reference implementation, "
+                                      f"which is switched off while grading; that costs no "
+                                      f"points (only the exercises count).")
         if client.output_bytes > 1 << 20:
             g.notes.append(f"The notebook printed {client.output_bytes / 1e6:.1f} MB; the "
                            f"grader keeps none of a notebook's output.")
