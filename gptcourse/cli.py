@@ -7,6 +7,7 @@
   gptcourse grade --merge RESULTS_DIR                    gradebooks from `--shard K/N` runs
   gptcourse progress RESULTS_DIR                         exercises × learners, table + heatmap
   gptcourse train --out DIR [--resume] [--ship]          pretrain a GPT (the course model's recipe)
+  gptcourse train --stage sft --out DIR [--ship]         fine-tune it (the SFT model's recipe)
 
 Exit codes: 0 success; 1 something to fix (a failed check, a stale lesson); 2 bad input.
 """
@@ -87,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="train on this UTF-8 text file instead of the generated stories")
     train.add_argument("--ship", action="store_true",
                        help="at the end, write the model into the package as the course model")
+    train.add_argument("--stage", choices=("pretrain", "sft"), default="pretrain",
+                       help="pretrain (default), or sft: fine-tune the shipped course model "
+                            "into the SFT model of lesson 08")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            return _train(args)
+            return _train_sft(args) if args.stage == "sft" else _train(args)
         if args.command == "build-lessons":
             return _build_lessons(args)
         if args.command == "grade":
@@ -319,4 +323,29 @@ def _train(args) -> int:
     if args.ship and main:
         path = ship(run, command=f"gptcourse train --out {shlex.quote(str(args.out))} --ship")
         say(f"shipped the course model: {path}")
+    return 0
+
+
+def _train_sft(args) -> int:
+    import dataclasses
+    import json
+    import shlex
+
+    from gptcourse.course_model import SFT_RECIPE, ship_sft, train_sft
+
+    if args.resume or args.text is not None:
+        raise ValueError("--stage sft fine-tunes the shipped course model on the course's "
+                         "tasks from the start: leave out --resume and --text")
+    changes = {} if args.seed is None else {"seed": args.seed}
+    if args.steps is not None:
+        changes.update(steps=args.steps, warmup=min(SFT_RECIPE.warmup, args.steps // 10))
+    run, figures = train_sft(args.out, dataclasses.replace(SFT_RECIPE, **changes),
+                             device=args.device)
+    (args.out / "training_log.json").write_text(
+        json.dumps({"figures": figures, "log": run.log}, indent=1) + "\n", encoding="utf-8")
+    if "sft" not in figures:
+        return 1
+    if args.ship:
+        command = f"gptcourse train --stage sft --out {shlex.quote(str(args.out))} --ship"
+        print(f"shipped the SFT model: {ship_sft(run, command, figures)}")
     return 0

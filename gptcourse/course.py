@@ -35,6 +35,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("05", "gpt_model", "The whole GPT: blocks, the stack, the output head", ("model",)),
     Lesson("06", "generation", "Generation: how a GPT writes, one token at a time"),
     Lesson("07", "pretraining", "Pretraining: teaching the GPT to predict the next token"),
+    Lesson("08", "finetuning", "Fine-tuning: from a story model to an assistant"),
     Lesson("09", "rlhf", "RLHF: learning which answers people prefer"),
     Lesson("10", "preference_optimisation", "DPO and GRPO: preference optimisation past PPO"),
 )

@@ -53,6 +53,18 @@ def seeded(fn: Callable, args: tuple, kwargs: dict) -> Any:
     return fn(*args, **kwargs)
 
 
+def raises(fn: Callable, args: tuple, kwargs: dict) -> tuple[str, Any]:
+    """("raised", the exception's type name) when fn raises, else ("returned", its value): for
+    inputs that must be refused with an error, a refusal is an answer to compare. A stub's
+    NotImplementedError passes through, so an unwritten function is still "not attempted"."""
+    try:
+        return "returned", fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        return "raised", type(exc).__name__
+
+
 # --- classes: the learner's nn.Module, given the reference's weights -------------------------
 
 def _one_thread(probe: Callable) -> Callable:
@@ -284,6 +296,7 @@ def training_step(fn: Callable, args: tuple, kwargs: dict) -> dict:
 
 PROBES: dict[str, Callable[[Callable, tuple, dict], Any]] = {
     "plain": plain,
+    "raises": raises,
     "gradients": gradients,
     "seeded": seeded,
     "module": _one_thread(module),
