@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,10 +68,28 @@ def test_ctrl_c_twice_aborts_with_one_line_and_keeps_the_last_checkpoint(tmp_pat
     while not checkpoint.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
+    # The second press must come after the first was heard: two signals that arrive while
+    # one torch call runs reach Python as one. Both pipes are read meanwhile, so neither fills.
+    heard = threading.Event()
+    lines = {"out": [], "err": []}
+
+    def read(stream, into):
+        for line in stream:
+            into.append(line)
+            if "stopping after this step" in line:
+                heard.set()
+
+    readers = [threading.Thread(target=read, args=(run.stdout, lines["out"])),
+               threading.Thread(target=read, args=(run.stderr, lines["err"]))]
+    for reader in readers:
+        reader.start()
     run.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    assert heard.wait(120), "the first Ctrl-C was never acknowledged"
     run.send_signal(signal.SIGINT)
-    stdout, stderr = run.communicate(timeout=120)
+    run.wait(timeout=120)
+    for reader in readers:
+        reader.join(timeout=30)
+    stdout, stderr = "".join(lines["out"]), "".join(lines["err"])
     assert run.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
     (line,) = [l for l in stderr.splitlines() if l.startswith("gptcourse train:")]
