@@ -33,8 +33,8 @@ import torch
 
 from gptcourse.data.tasks import Task, meets_constraints
 from gptcourse.model import GPT, GPTConfig
-from gptcourse.pretraining import (IGNORE_INDEX, StopRequest, TrainingRun, _finite,
-                                   _progress_bar, cross_entropy, estimate_loss)
+from gptcourse.pretraining import (IGNORE_INDEX, LiveLossPlot, StopRequest, TrainingRun,
+                                   _finite, _progress_bar, cross_entropy, estimate_loss)
 from gptcourse.tokenizer import ENDOFTEXT, Tokenizer
 
 # --- the chat template -----------------------------------------------------------------------
@@ -490,25 +490,17 @@ def plot_sft(log: list[dict], ax=None, title: str = ""):
     return ax
 
 
-class LiveSFTPlot:
+class LiveSFTPlot(LiveLossPlot):
     """`plot_sft` redrawn in a notebook at every evaluation: pass its `update` as `on_eval`
     to `finetune`. Outside a notebook it draws nothing."""
 
     def __init__(self, title: str = "fine-tuning") -> None:
-        self.title = title
-        self._handle = None
+        super().__init__(title)
 
-    def update(self, run: TrainingRun) -> None:
+    def draw(self, run: TrainingRun):
+        """The figure for `run` as it is now (a matplotlib Figure)."""
         import matplotlib.pyplot as plt
 
-        try:
-            from IPython.display import display
-        except ImportError:
-            return
         fig, ax = plt.subplots(figsize=(7, 3.4))
         plot_sft(run.log, ax=ax, title=f"{self.title} (step {run.step})")
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        plt.close(fig)
+        return fig
