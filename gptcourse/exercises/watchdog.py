@@ -13,9 +13,10 @@ that absorbs one (`try: work() except: pass` inside it) meets the next outside i
 
 What this cannot do: a bare `except:` (or `except BaseException:`) wrapped round the very loop
 that never ends absorbs every stop, as it absorbs Ctrl-C; the check then does not return
-(the grader's wall-clock limit still ends its kernel). And the exception is delivered when the thread next runs Python bytecode, so
-one long call into C (a huge matrix product, `time.sleep(600)`, a regular expression that
-backtracks for minutes) is stopped only once it returns. Memory is read from the OS every
+(the grader's wall-clock limit still ends its kernel). And the exception is delivered when
+the thread next runs Python bytecode, so one long call into C (a huge matrix product,
+`time.sleep(600)`, a regular expression that backtracks for minutes) is stopped only once it
+returns. Memory is read from the OS every
 CHECK_EVERY seconds (the resident size on Linux and Windows; the peak resident size elsewhere,
 which only grows), so what is stopped is memory that keeps growing, not one allocation larger
 than the limit: that one fails at once with MemoryError, or meets the OS's own limits (the
