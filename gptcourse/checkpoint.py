@@ -25,7 +25,8 @@ from gptcourse.pretraining import TrainingRun, TrainSettings, make_optimizer, pi
 from gptcourse.tokenizer import Tokenizer
 
 FORMAT = "gptcourse checkpoint 1"
-_KEYS = ("format", "config", "model", "tokenizer", "settings", "step", "log", "seconds")
+_MODEL_KEYS = ("format", "config", "model", "tokenizer")  # enough to use the model
+_KEYS = (*_MODEL_KEYS, "settings", "step", "log", "seconds")  # enough to resume its run
 
 
 # --- the tokenizer as plain data -------------------------------------------------------------
@@ -51,14 +52,10 @@ def save_checkpoint(path: str | os.PathLike, run: TrainingRun, *, with_optimizer
     run to resume), and dtype (torch.float16, torch.bfloat16) stores the weights smaller.
     """
     path = Path(path)
-    weights = {name: (t.detach().to("cpu", dtype) if dtype and t.is_floating_point()
-                      else t.detach().cpu())
-               for name, t in run.model.state_dict().items()}
-    weights.pop("lm_head.weight", None)  # tied to wte.weight; stored once
     content = {
         "format": FORMAT,
         "config": dict(vars(run.model.config)),
-        "model": weights,
+        "model": _weights(run.model, dtype),
         "tokenizer": tokenizer_to_dict(run.tokenizer),
         "settings": run.settings.as_dict(),
         "step": run.step,
@@ -71,6 +68,40 @@ def save_checkpoint(path: str | os.PathLike, run: TrainingRun, *, with_optimizer
     with atomic_file(path) as f:
         torch.save(content, f)
     return path
+
+
+def save_model(path: str | os.PathLike, model: GPT, tokenizer: Tokenizer, *,
+               dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
+    """Write a model and its tokenizer to `path` atomically, without a run to resume (for a
+    model trained by another loop than `TrainingRun`'s, such as PPO's): `load_model` reads it,
+    `load_checkpoint` refuses it. `extra` holds more tensors or plain data under keys of its
+    own (a reward model's head, say), read back with `load_extra`. Returns the path."""
+    path = Path(path)
+    content = {"format": FORMAT, "config": dict(vars(model.config)),
+               "model": _weights(model, dtype), "tokenizer": tokenizer_to_dict(tokenizer)}
+    clash = set(content) & set(extra or {})
+    if clash:
+        raise ValueError(f"extra may not use the checkpoint's own keys {sorted(clash)}")
+    content.update(extra or {})
+    with atomic_file(path) as f:
+        torch.save(content, f)
+    return path
+
+
+def load_extra(path: str | os.PathLike, key: str):
+    """What `save_model(..., extra={key: ...})` stored under `key` in the file at `path`."""
+    content = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if key not in content:
+        raise CheckpointError(f"{path}: the file holds no {key!r}")
+    return content[key]
+
+
+def _weights(model: GPT, dtype: torch.dtype | None) -> dict:
+    weights = {name: (t.detach().to("cpu", dtype) if dtype and t.is_floating_point()
+                      else t.detach().cpu())
+               for name, t in model.state_dict().items()}
+    weights.pop("lm_head.weight", None)  # tied to wte.weight; stored once
+    return weights
 
 
 def _to_cpu(obj):
@@ -98,7 +129,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | None = "cpu") -> Trai
     checkpoint saved without its optimiser loads with a fresh one: the model can be used or
     trained further, but not resumed on the same curve.
     """
-    content, model, tokenizer = _read(Path(path), device)
+    content, model, tokenizer = _read(Path(path), device, _KEYS)
     settings = TrainSettings(**content["settings"])
     optimizer = make_optimizer(model, settings.max_lr, settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -117,11 +148,12 @@ def load_model(path: str | os.PathLike, device: str | None = "cpu") -> tuple[GPT
     """Only the model (in eval mode) and its tokenizer from the checkpoint at `path`: quicker
     than `load_checkpoint`, which also builds the optimiser. Raises CheckpointError as it does.
     """
-    _, model, tokenizer = _read(Path(path), device)
+    _, model, tokenizer = _read(Path(path), device, _MODEL_KEYS)
     return model.eval(), tokenizer
 
 
-def _read(path: Path, device: str | None) -> tuple[dict, GPT, Tokenizer]:
+def _read(path: Path, device: str | None, keys: tuple[str, ...]
+          ) -> tuple[dict, GPT, Tokenizer]:
     """The checkpoint's content, its model with the saved weights, and its tokenizer, each
     checked before use."""
     if not path.is_file():
@@ -138,12 +170,16 @@ def _read(path: Path, device: str | None) -> tuple[dict, GPT, Tokenizer]:
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         raise CheckpointError(f"{path}: expected a {FORMAT!r} file, found {found!r}")
-    missing = [k for k in _KEYS if k not in content]
+    missing = [k for k in keys if k not in content]
     if missing:
-        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}")
+        model_only = all(k in content for k in _MODEL_KEYS)
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}" +
+                              ("; it holds a model without a run to resume: read it with "
+                               "load_model" if model_only else ""))
     try:
         config = GPTConfig(**content["config"])
-        TrainSettings(**content["settings"])
+        if "settings" in keys:
+            TrainSettings(**content["settings"])
         tokenizer = tokenizer_from_dict(content["tokenizer"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: its config, settings or tokenizer cannot be read: "

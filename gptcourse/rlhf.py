@@ -53,9 +53,18 @@ def sequence_logprobs(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tenso
     if (mask[:, 0] != 0).any():
         raise ValueError("mask[:, 0] must be 0: the first token has no prefix, so nothing "
                          "predicts it")
+    picked = token_logprobs(logits, ids)  # (B, T), 0 at position 0
+    return (picked * mask.to(picked.dtype)).sum(dim=-1)
+
+
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The log-probability of every token given the tokens before it: logits (B, T, V), ids
+    (B, T) -> (B, T), log softmax(logits[:, t - 1])[ids[:, t]] at position t, and 0 at
+    position 0, which nothing predicts. RLHF's per-token quantities (the KL leash, PPO's
+    ratio) are built from these, aligned with ids as the response mask is."""
     log_probs = torch.log_softmax(logits[:, :-1], dim=-1)  # (B, T - 1, V): predicts 1..T-1
     picked = log_probs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T - 1)
-    return (picked * mask[:, 1:].to(picked.dtype)).sum(dim=-1)
+    return F.pad(picked, (1, 0))
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:

@@ -204,3 +204,24 @@ def test_the_package_data_carries_the_course_model():
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["gptcourse.course_model"]
     assert "model.pt" in patterns and "training_log.json" in patterns
+
+
+# --- a model without a run (PPO's policy, a reward model) ------------------------------------
+
+def test_save_model_round_trips_the_model_and_its_extra_data_but_is_no_run(tmp_path, data):
+    from gptcourse.checkpoint import load_extra, load_model, save_model
+
+    tokenizer = data[0]
+    model = new_run(tokenizer).model
+    head = {"weight": torch.randn(1, 32), "bias": torch.zeros(1)}
+    path = save_model(tmp_path / "policy.pt", model, tokenizer, extra={"reward_head": head})
+    loaded, loaded_tokenizer = load_model(path)
+    assert same_weights(loaded, model) and loaded_tokenizer.merges == tokenizer.merges
+    assert torch.equal(load_extra(path, "reward_head")["weight"], head["weight"])
+    with pytest.raises(CheckpointError, match="without a run to resume: read it with load_model"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="holds no 'value_head'"):
+        load_extra(path, "value_head")
+    with pytest.raises(ValueError, match="checkpoint's own keys"):
+        save_model(tmp_path / "other.pt", model, tokenizer, extra={"model": 1})
+    assert not (tmp_path / "other.pt").exists()
