@@ -8,6 +8,7 @@
   gptcourse progress RESULTS_DIR                         exercises × learners, table + heatmap
   gptcourse train --out DIR [--resume] [--ship]          pretrain a GPT (the course model's recipe)
   gptcourse train --stage sft --out DIR [--ship]         fine-tune it (the SFT model's recipe)
+  gptcourse train --stage rlhf --out DIR [--ship]        reward model and PPO (lesson 09's)
 
 Exit codes: 0 success; 1 something to fix (a failed check, a stale lesson); 2 bad input.
 """
@@ -88,14 +89,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="train on this UTF-8 text file instead of the generated stories")
     train.add_argument("--ship", action="store_true",
                        help="at the end, write the model into the package as the course model")
-    train.add_argument("--stage", choices=("pretrain", "sft"), default="pretrain",
-                       help="pretrain (default), or sft: fine-tune the shipped course model "
-                            "into the SFT model of lesson 08")
+    train.add_argument("--stage", choices=("pretrain", "sft", "rlhf"), default="pretrain",
+                       help="pretrain (default); sft: fine-tune the shipped course model "
+                            "into the SFT model of lesson 08; rlhf: from the shipped SFT "
+                            "model, lesson 09's preference pairs, reward model and PPO runs")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            return _train_sft(args) if args.stage == "sft" else _train(args)
+            stages = {"sft": _train_sft, "rlhf": _train_rlhf}
+            return stages.get(args.stage, _train)(args)
         if args.command == "build-lessons":
             return _build_lessons(args)
         if args.command == "grade":
@@ -348,4 +351,20 @@ def _train_sft(args) -> int:
     if args.ship:
         command = f"gptcourse train --stage sft --out {shlex.quote(str(args.out))} --ship"
         print(f"shipped the SFT model: {ship_sft(run, command, figures)}")
+    return 0
+
+
+def _train_rlhf(args) -> int:
+    import shlex
+
+    from gptcourse.course_model.rlhf import ship_rlhf, train_rlhf
+
+    if args.resume or args.text is not None or args.steps is not None or args.seed is not None:
+        raise ValueError("--stage rlhf runs lesson 09's recipe as it is, from the shipped SFT "
+                         "model: leave out --resume, --text, --steps and --seed")
+    train_rlhf(args.out)
+    if args.ship:
+        command = f"gptcourse train --stage rlhf --out {shlex.quote(str(args.out))} --ship"
+        for path in ship_rlhf(args.out, command):
+            print(f"shipped {path}")
     return 0

@@ -45,7 +45,11 @@ CHECKPOINT = HERE / "model.pt"
 TRAINING_LOG = HERE / "training_log.json"
 SFT_CHECKPOINT = HERE / "sft_model.pt"
 SFT_TRAINING_LOG = HERE / "sft_training_log.json"
-STAGES = {"pretrained": CHECKPOINT, "sft": SFT_CHECKPOINT}
+# each stage's checkpoint, and the arguments of `gptcourse train` that rebuild it
+STAGES = {"pretrained": CHECKPOINT, "sft": SFT_CHECKPOINT, "rlhf": HERE / "rlhf_model.pt",
+          "rlhf_beta0": HERE / "rlhf_beta0_model.pt"}
+RECIPES = {"pretrained": "--out runs/course", "sft": "--stage sft --out runs/sft",
+           "rlhf": "--stage rlhf --out runs/rlhf", "rlhf_beta0": "--stage rlhf --out runs/rlhf"}
 
 CORPUS_BYTES = 4_000_000  # ~1M tokens: the model sees each about four times in the recipe
 VOCAB_SIZE = 2048  # GPTConfig's default vocab_size
@@ -67,20 +71,20 @@ def course_data(path: str | os.PathLike | None = None, tokenizer: Tokenizer | No
 def load_course_model(stage: str = "pretrained", *,
                       device: str | None = "cpu") -> tuple[GPT, Tokenizer]:
     """The shipped model of `stage` (in eval mode, float32) and its tokenizer, read offline:
-    "pretrained" (lesson 07) or "sft" (lesson 08, with the chat markers of
-    `gptcourse.finetuning` in its tokenizer)."""
+    "pretrained" (lesson 07), "sft" (lesson 08, with the chat markers of
+    `gptcourse.finetuning` in its tokenizer), "rlhf" (lesson 09's policy, PPO on the KL
+    leash) or "rlhf_beta0" (the same run without the leash: the reward hacker)."""
     from gptcourse.checkpoint import load_model
 
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(map(repr, STAGES))}, got {stage!r}")
     path = STAGES[stage]
     if not path.is_file():
-        recipe = "--stage sft --out runs/sft" if stage == "sft" else "--out runs/course"
         raise FileNotFoundError(f"the {stage} course model is missing from the package "
                                 f"({path}); reinstall gptcourse, or rebuild it with: gptcourse "
-                                f"train {recipe} --ship")
+                                f"train {RECIPES[stage]} --ship")
     model, tokenizer = load_model(path, device=device)
-    if stage == "sft":
+    if stage != "pretrained":
         from gptcourse.finetuning import chat_ids
 
         chat_ids(tokenizer)  # a chat model's file without its markers is not one
@@ -127,13 +131,13 @@ def ship(run: TrainingRun, command: str, directory: str | os.PathLike = HERE) ->
 
 # --- the SFT model (lesson 08) ---------------------------------------------------------------
 
-SFT_RECIPE = TrainSettings(steps=300, batch_size=8, max_lr=1e-3, min_lr=1e-4, warmup=20,
-                           weight_decay=0.1, grad_clip=1.0, eval_every=50, eval_batches=4,
+SFT_RECIPE = TrainSettings(steps=3000, batch_size=8, max_lr=2e-3, min_lr=2e-4, warmup=100,
+                           weight_decay=0.1, grad_clip=1.0, eval_every=250, eval_batches=4,
                            sample_prompt="", seed=0)
 SFT_MIX = 2  # rows of pretraining text in each batch of SFT_RECIPE.batch_size examples
-SFT_TASKS = 6000  # training tasks, SFT_STORY_FRACTION of them constraint stories
-SFT_STORY_FRACTION = 0.2
-SFT_PER_STORY = 4  # questions asked about each training story, in one chat
+SFT_TASKS = 12000  # training tasks, SFT_STORY_FRACTION of them constraint stories
+SFT_STORY_FRACTION = 0.3
+SFT_PER_STORY = 5  # questions asked about each training story, in one chat
 SFT_HELDOUT = (100, 20)  # held-out story questions and constraint stories the figures use
 SFT_REPLY_TOKENS = (64, 256)  # the most tokens a reply to each may have
 SFT_PRETRAIN_BYTES = 1_000_000  # of the pretraining split, mixed in against forgetting

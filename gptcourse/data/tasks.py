@@ -58,6 +58,10 @@ QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
 STORY_TEMPLATES: tuple[str, ...] = (
     "Write a story about {a_role} named {hero} who has {a_thing}.",
     "Tell me a story about {hero}, {a_role} with {a_thing}.",
+    "Can you write a story about {a_role} called {hero}? {He} has {a_thing}.",
+    "I would like a story. It is about {hero}, {a_role} who has {a_thing}.",
+    "Write me a short story in which {a_role} named {hero} owns {a_thing}.",
+    "Make up a story: {hero} is {a_role}, and {he} has {a_thing}.",
     "Please write a short story: the hero is {a_role} called {hero}, and {he} owns {a_thing}.",
 )
 N_HELD_OUT_TEMPLATES = 1  # the last template of each list
@@ -159,7 +163,7 @@ def constraint_stories(n: int, split: str = "train", seed: int = 0) -> list[Task
                        "thing": f["thing"]}
         request = rng.choice(templates).format(
             a_role=_a(f["role"]), hero=f["hero"], a_thing=_a(f"{f['colour']} {f['thing']}"),
-            he=story.hero.pronouns[0])
+            he=story.hero.pronouns[0], He=story.hero.pronouns[0].capitalize())
         tasks.append(Task("story", request, story.text, constraints, story=story))
     return tasks
 
