@@ -28,8 +28,9 @@ from gptcourse.tokenizer import Tokenizer
 class Rollout:
     """Sampled answers. ids (B, T) int64: prompt, answer, the end marker when the row ended,
     then padding; mask (B, T) float 0/1, 1 on the answer and its end marker; lengths (B,)
-    int64, the real tokens of each row; texts: the B answers decoded, without markers;
-    ended (B,) bool, whether each row wrote the end marker."""
+    int64, the real tokens of each row; texts: the B answers decoded, without the prompt and
+    the end marker (a marker the model wrote inside an answer stays in it, as text); ended
+    (B,) bool, whether each row wrote the end marker."""
 
     ids: torch.Tensor
     mask: torch.Tensor

@@ -18,9 +18,9 @@ CHAT = [{"role": "user", "content": "Write a story about a girl named Mia."}]
 
 @pytest.fixture(scope="module")
 def chat_model():
-    """A tiny random chat model whose end marker is likely enough that some of eight rows
-    end within 40 tokens and some do not (with a context of 96): the final LayerNorm's bias points along the end
-    marker's embedding, which raises its logit at every position."""
+    """A tiny random chat model (a context of 96 tokens) whose end marker is likely enough
+    that some of eight rows end within 40 tokens and some do not: the final LayerNorm's bias
+    points along the end marker's embedding, which raises its logit at every position."""
     tokenizer = Tokenizer.train(generate_corpus(20_000, seed=5), 300)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=300, block_size=96, n_layer=1, n_head=2, n_embd=16))

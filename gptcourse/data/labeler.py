@@ -161,7 +161,6 @@ class Labeler:
             raise ValueError(f"tau must be a finite number > 0 (the labeler's noise: "
                              f"P(a preferred) = sigmoid((s_a - s_b) / tau)), got {tau!r}")
         self.tau = float(tau)
-        self.seed = seed
         self._rng = random.Random(f"labeler, {seed}")
 
     def probability(self, a: str, b: str, constraints: dict[str, str]) -> float:
