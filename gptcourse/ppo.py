@@ -34,6 +34,7 @@ from gptcourse.data.labeler import Labeler, true_score
 from gptcourse.data.tasks import Task
 from gptcourse.finetuning import PAD
 from gptcourse.model import GPT
+from gptcourse.pretraining import LiveLossPlot, StopRequest, _progress_bar
 from gptcourse.rlhf import (RewardModel, kl_penalised_rewards, ppo_clip_loss,
                             token_logprobs)
 from gptcourse.rollouts import Rollout, sample_answers
@@ -210,8 +211,6 @@ def train_ppo(run: PPORun, *, progress: bool = True,
     """Run ppo_iteration until settings.iterations (or time_limit seconds, or the stop
     button), with a progress bar; on_iteration(run) and save(run) after each iteration. A
     diverging run raises DivergedError before `save` sees it, so a good checkpoint stays."""
-    from gptcourse.pretraining import StopRequest, _progress_bar
-
     s = run.settings
     started = time.perf_counter()
     with _progress_bar(run.iteration, s.iterations, disable=not progress) as bar, \
@@ -260,3 +259,44 @@ def compare_with_reference(policy: GPT, reference: GPT, tokenizer: Tokenizer,
     return {"win_rate": sum(wins) / n, "true_score": sum(ours) / n,
             "reference_true_score": sum(theirs) / n, "kl": sum(kls) / n,
             "ended": sum(ended) / n, "requests": n}
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+def plot_ppo(log: list[dict], axes=None, title: str = ""):
+    """A PPO run's curves against the iteration, on three panels: the reward model's mean
+    score, the KL to the reference (nats per answer), and the labeler's true score, which
+    the policy never sees. Returns the three Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11, 3.0))
+    steps = [row["iteration"] for row in log]
+    for ax, key, label, colour in zip(
+            axes, ("score", "kl", "true_score"),
+            ("reward model's score", "KL to the SFT model (nats)", "labeler's true score"),
+            ("C0", "C1", "C2")):
+        ax.plot(steps, [row[key] for row in log], "o-", ms=2.5, color=colour)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    if title:
+        axes[0].figure.suptitle(title, fontsize=11)
+    axes[0].figure.tight_layout()
+    return axes
+
+
+class LivePPOPlot(LiveLossPlot):
+    """`plot_ppo` redrawn in a notebook after every iteration: pass its `update` as
+    `on_iteration` to `train_ppo`. Outside a notebook it draws nothing."""
+
+    def __init__(self, title: str = "PPO") -> None:
+        super().__init__(title)
+
+    def draw(self, run: PPORun):
+        """The figure for `run` as it is now (a matplotlib Figure)."""
+        axes = plot_ppo(run.log, title=f"{self.title} (iteration {run.iteration} of "
+                                       f"{run.settings.iterations})")
+        for ax in axes:
+            ax.set_xlim(0, run.settings.iterations + 0.5)
+        return axes[0].figure

@@ -241,7 +241,7 @@ def test_the_sft_model_loads_offline_in_about_a_second():
     from gptcourse import load_course_model
 
     with pytest.raises(ValueError, match="stage must be one of"):
-        load_course_model("rlhf")
+        load_course_model("chat")
 
 
 def test_the_shipped_sft_model_does_what_its_log_says_on_the_held_out_questions():
