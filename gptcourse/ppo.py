@@ -116,10 +116,10 @@ class PPORun:
                    optimizer, torch.Generator().manual_seed(settings.seed))
 
 
-def answer_logprobs(model: GPT, batch: Rollout) -> torch.Tensor:
-    """(B, T) the log-probability under `model` of every token of the batch, 0 at position 0
-    (see `rlhf.token_logprobs`); multiply by batch.mask for the answers' tokens."""
-    return token_logprobs(model(batch.ids)[0], batch.ids)
+def answer_logprobs(model: GPT, ids: torch.Tensor) -> torch.Tensor:
+    """ids (B, T) -> (B, T): the log-probability under `model` of every token, 0 at position
+    0 (see `rlhf.token_logprobs`); multiply by a rollout's mask for the answers' tokens."""
+    return token_logprobs(model(ids)[0], ids)
 
 
 def group_baseline_advantages(returns: torch.Tensor, group: int) -> torch.Tensor:
@@ -154,8 +154,8 @@ def ppo_iteration(run: PPORun) -> dict:
                                             s.temperature, run.generator) for task in tasks],
                             pad_id)
         mask = batch.mask
-        logp_old = answer_logprobs(policy, batch)
-        logp_ref = answer_logprobs(run.reference, batch)
+        logp_old = answer_logprobs(policy, batch.ids)
+        logp_ref = answer_logprobs(run.reference, batch.ids)
         score = run.reward_model(batch.ids, batch.lengths)
         rewards = kl_penalised_rewards(score, logp_old, logp_ref, mask, s.beta)
         advantages = group_baseline_advantages(rewards.sum(dim=1), s.answers_per_request)
@@ -172,9 +172,7 @@ def ppo_iteration(run: PPORun) -> dict:
     order = torch.Generator().manual_seed(s.seed * 1_000_003 + run.iteration)
     for _ in range(s.epochs):
         for rows in torch.randperm(len(batch.ids), generator=order).split(s.minibatch):
-            sub = Rollout(batch.ids[rows], mask[rows], batch.lengths[rows],
-                          [batch.texts[i] for i in rows.tolist()], batch.ended[rows])
-            loss = ppo_clip_loss(answer_logprobs(policy, sub), logp_old[rows],
+            loss = ppo_clip_loss(answer_logprobs(policy, batch.ids[rows]), logp_old[rows],
                                  advantages[rows], mask[rows], s.clip)
             if not torch.isfinite(loss):
                 raise DivergedError(f"iteration {run.iteration}: the PPO loss is {loss.item()}; "
@@ -249,7 +247,7 @@ def compare_with_reference(policy: GPT, reference: GPT, tokenizer: Tokenizer,
                               generator=generator)
         other = sample_answers(reference, tokenizer, task.messages[:1], 1, max_new_tokens,
                                generator=generator)
-        kls.append(((answer_logprobs(policy, mine) - answer_logprobs(reference, mine))
+        kls.append(((answer_logprobs(policy, mine.ids) - answer_logprobs(reference, mine.ids))
                     * mine.mask).sum().item())
         wins.append(labeler.probability(mine.texts[0], other.texts[0], task.constraints))
         ours.append(true_score(mine.texts[0], task.constraints))
