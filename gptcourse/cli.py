@@ -9,6 +9,8 @@
   gptcourse train --out DIR [--resume] [--ship]          pretrain a GPT (the course model's recipe)
   gptcourse train --stage sft --out DIR [--ship]         fine-tune it (the SFT model's recipe)
   gptcourse train --stage rlhf --out DIR [--ship]        reward model and PPO (lesson 09's)
+  gptcourse train --stage dpo|grpo|compare --out DIR [--ship]   lesson 10's DPO and GRPO
+                                                         models, and PPO vs DPO vs GRPO
 
 Exit codes: 0 success; 1 something to fix (a failed check, a stale lesson); 2 bad input.
 """
@@ -89,15 +91,19 @@ def main(argv: list[str] | None = None) -> int:
                        help="train on this UTF-8 text file instead of the generated stories")
     train.add_argument("--ship", action="store_true",
                        help="at the end, write the model into the package as the course model")
-    train.add_argument("--stage", choices=("pretrain", "sft", "rlhf"), default="pretrain",
+    train.add_argument("--stage", choices=("pretrain", "sft", "rlhf", "dpo", "grpo", "compare"),
+                       default="pretrain",
                        help="pretrain (default); sft: fine-tune the shipped course model "
                             "into the SFT model of lesson 08; rlhf: from the shipped SFT "
-                            "model, lesson 09's preference pairs, reward model and PPO runs")
+                            "model, lesson 09's preference pairs, reward model and PPO runs; "
+                            "dpo, grpo: lesson 10's models, from the SFT model; compare: "
+                            "PPO, DPO and GRPO on the same budget, three seeds each")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            stages = {"sft": _train_sft, "rlhf": _train_rlhf}
+            stages = {"sft": _train_sft, "rlhf": _train_rlhf, "dpo": _train_lesson10,
+                      "grpo": _train_lesson10, "compare": _train_lesson10}
             return stages.get(args.stage, _train)(args)
         if args.command == "build-lessons":
             return _build_lessons(args)
@@ -366,5 +372,24 @@ def _train_rlhf(args) -> int:
     if args.ship:
         command = f"gptcourse train --stage rlhf --out {shlex.quote(str(args.out))} --ship"
         for path in ship_rlhf(args.out, command):
+            print(f"shipped {path}")
+    return 0
+
+
+def _train_lesson10(args) -> int:
+    import shlex
+
+    from gptcourse.course_model import preference_optimisation as recipes
+
+    if args.resume or args.text is not None or args.steps is not None or args.seed is not None:
+        raise ValueError(f"--stage {args.stage} runs lesson 10's recipe as it is, from the "
+                         f"shipped SFT model: leave out --resume, --text, --steps and --seed")
+    run = {"dpo": recipes.train_dpo_stage, "grpo": recipes.train_grpo_stage,
+           "compare": recipes.compare}[args.stage]
+    run(args.out)
+    if args.ship:
+        command = (f"gptcourse train --stage {args.stage} --out "
+                   f"{shlex.quote(str(args.out))} --ship")
+        for path in recipes.ship(args.stage, args.out, command):
             print(f"shipped {path}")
     return 0

@@ -209,17 +209,30 @@ def train_ppo(run: PPORun, *, progress: bool = True,
     """Run ppo_iteration until settings.iterations (or time_limit seconds, or the stop
     button), with a progress bar; on_iteration(run) and save(run) after each iteration. A
     diverging run raises DivergedError before `save` sees it, so a good checkpoint stays."""
-    s = run.settings
+    def postfix(row: dict) -> dict:
+        return {"score": f"{row['score']:.2f}", "kl": f"{row['kl']:.1f}",
+                "true": f"{row['true_score']:.2f}"}
+
+    return train_loop(run, ppo_iteration, lambda r: r.iteration, run.settings.iterations,
+                      postfix, progress=progress, on_iteration=on_iteration, save=save,
+                      time_limit=time_limit)
+
+
+def train_loop(run, advance: Callable, done: Callable, total: int, postfix: Callable, *,
+               progress: bool = True, on_iteration: Callable | None = None,
+               save: Callable | None = None, time_limit: float | None = None):
+    """The loop that PPO, DPO and GRPO runs share: while done(run) < total (and time_limit
+    seconds have not passed, and the stop button was not pressed), row = advance(run), the
+    progress bar shows postfix(row), then on_iteration(run) and save(run). An exception in
+    advance (DivergedError) stops the loop before save sees the run. Returns run."""
     started = time.perf_counter()
-    with _progress_bar(run.iteration, s.iterations, disable=not progress) as bar, \
-            StopRequest() as stop:
-        while run.iteration < s.iterations and not stop.requested:
+    with _progress_bar(done(run), total, disable=not progress) as bar, StopRequest() as stop:
+        while done(run) < total and not stop.requested:
             if time_limit is not None and time.perf_counter() - started > time_limit:
                 break
-            row = ppo_iteration(run)
-            bar.set_postfix(score=f"{row['score']:.2f}", kl=f"{row['kl']:.1f}",
-                            true=f"{row['true_score']:.2f}", refresh=False)
-            bar.update(1)
+            row = advance(run)
+            bar.set_postfix(**postfix(row), refresh=False)
+            bar.update(done(run) - bar.n)
             if on_iteration is not None:
                 on_iteration(run)
             if save is not None:

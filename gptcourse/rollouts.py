@@ -3,7 +3,8 @@
 RLHF learns from the model's own answers: the labeler compares them, the reward model scores
 them, PPO raises the probability of the good ones. `sample_answers` writes k answers to one
 chat as one batch of k rows. All rows share the prompt, so they need no padding on the left
-and one KV cache serves them: each step feeds one new token per row. A row that writes the
+and one KV cache serves them: the prompt is read once and its keys and values copied into
+every row's cache, then each step feeds one new token per row. A row that writes the
 end marker is finished; later steps write padding into it, and the loop stops once every row
 has finished, after max_new_tokens, or when the context is full.
 
@@ -93,12 +94,21 @@ def sample_answers(model: GPT, tokenizer: Tokenizer, messages: list[dict[str, st
     lengths = torch.full((k,), P, dtype=torch.long, device=device)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     caches = model.new_caches(k) if use_cache else None
-    new = ids[:, :P]  # the tokens the cache has not seen yet
     was_training = model.training
     model.eval()
     try:
+        if use_cache:  # every row has the same prompt: read it once, copy its keys and values
+            shared = model.new_caches(1)
+            h = model.features(ids[:1, :P], shared).expand(k, -1, -1)
+            for cache, one in zip(caches, shared):
+                cache.k[:, :, :P] = one.k[:, :, :P]
+                cache.v[:, :, :P] = one.v[:, :, :P]
+                cache.length = P
         for t in range(P, P + steps):
-            h = model.features(new, caches) if use_cache else model.features(ids[:, :t])
+            if not use_cache:
+                h = model.features(ids[:, :t])
+            elif t > P:
+                h = model.features(new, caches)
             token = next_token(model.lm_head(h[:, -1]), temperature, generator=generator)
             token = torch.where(alive[:, None], token, pad)  # (k, 1): finished rows pad
             ids[:, t] = token[:, 0]

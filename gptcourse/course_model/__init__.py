@@ -47,9 +47,11 @@ SFT_CHECKPOINT = HERE / "sft_model.pt"
 SFT_TRAINING_LOG = HERE / "sft_training_log.json"
 # each stage's checkpoint, and the arguments of `gptcourse train` that rebuild it
 STAGES = {"pretrained": CHECKPOINT, "sft": SFT_CHECKPOINT, "rlhf": HERE / "rlhf_model.pt",
-          "rlhf_beta0": HERE / "rlhf_beta0_model.pt"}
+          "rlhf_beta0": HERE / "rlhf_beta0_model.pt", "dpo": HERE / "dpo_model.pt",
+          "grpo": HERE / "grpo_model.pt"}
 RECIPES = {"pretrained": "--out runs/course", "sft": "--stage sft --out runs/sft",
-           "rlhf": "--stage rlhf --out runs/rlhf", "rlhf_beta0": "--stage rlhf --out runs/rlhf"}
+           "rlhf": "--stage rlhf --out runs/rlhf", "rlhf_beta0": "--stage rlhf --out runs/rlhf",
+           "dpo": "--stage dpo --out runs/dpo", "grpo": "--stage grpo --out runs/grpo"}
 
 CORPUS_BYTES = 4_000_000  # ~1M tokens: the model sees each about four times in the recipe
 VOCAB_SIZE = 2048  # GPTConfig's default vocab_size
@@ -73,7 +75,8 @@ def load_course_model(stage: str = "pretrained", *,
     """The shipped model of `stage` (in eval mode, float32) and its tokenizer, read offline:
     "pretrained" (lesson 07), "sft" (lesson 08, with the chat markers of
     `gptcourse.finetuning` in its tokenizer), "rlhf" (lesson 09's policy, PPO on the KL
-    leash) or "rlhf_beta0" (the same run without the leash: the reward hacker)."""
+    leash), "rlhf_beta0" (the same run without the leash: the reward hacker), "dpo" or
+    "grpo" (lesson 10's, DPO on lesson 09's pairs and GRPO on story questions)."""
     from gptcourse.checkpoint import load_model
 
     if stage not in STAGES:
