@@ -1,7 +1,7 @@
 """The `gptcourse` command.
 
   gptcourse build-lessons [--check] [--run-solutions]   solutions/ → lessons/
-          [--nbgrader-source COURSE_DIR [--lesson NN]]   and an nbgrader course
+          [--nbgrader-source COURSE_DIR] [--lesson NN]   and an nbgrader course
   gptcourse check NOTEBOOK.ipynb                         run a notebook, print its verdicts
   gptcourse grade SUBMISSIONS_DIR --out RESULTS_DIR      grade submitted notebooks (untrusted)
   gptcourse grade --merge RESULTS_DIR                    gradebooks from `--shard K/N` runs
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                             "tests worth the exercise's points, and nbgrader_config.py "
                             "(nbgrader's generate_assignment makes the release)")
     build.add_argument("--lesson", metavar="NN",
-                       help="with --nbgrader-source: only this lesson (07, pretraining)")
+                       help="with --run-solutions or --nbgrader-source: only this lesson "
+                            "(07, pretraining)")
     build.add_argument("--solutions", type=Path, default=Path("solutions"))
     build.add_argument("--lessons", type=Path, default=Path("lessons"))
 
@@ -118,17 +119,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_lessons(args) -> int:
-    from gptcourse.authoring import (NBGRADER_SETTINGS, build_lessons, notebook_text,
-                                     read_notebook, write_atomically, write_nbgrader_course)
+    from gptcourse.authoring import (NBGRADER_SETTINGS, build_lessons, lesson_sources,
+                                     notebook_text, read_notebook, write_atomically,
+                                     write_nbgrader_course)
     from gptcourse.execution import execute
 
     if not args.solutions.is_dir():
         raise ValueError(f"no folder {args.solutions}/ here; run this in the course's top "
                          f"folder, or pass --solutions")
-    if args.lesson is not None and args.nbgrader_source is None:
-        raise ValueError("--lesson picks the lesson that --nbgrader-source writes; pass both")
+    if args.lesson is not None and not (args.run_solutions or args.nbgrader_source):
+        raise ValueError("--lesson picks the lesson that --run-solutions re-runs or "
+                         "--nbgrader-source writes; pass one of them too")
     if args.run_solutions:
-        for path in sorted(args.solutions.glob("*.ipynb")):
+        for path in lesson_sources(args.solutions, args.lesson):
             print(f"running {path} ...", file=sys.stderr, flush=True)
             run = execute(read_notebook(path), path.parent, allow_errors=False)
             write_atomically(path, notebook_text(run.notebook))

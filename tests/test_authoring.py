@@ -191,14 +191,28 @@ def test_one_lesson_is_picked_by_number_or_name(lesson):
     assert lesson_sources(ROOT / "solutions", lesson) == [ROOT / "solutions" / "00_welcome.ipynb"]
 
 
-def test_an_unknown_lesson_or_a_lesson_without_nbgrader_is_refused(tmp_path, capsys):
+def test_an_unknown_lesson_or_a_lesson_with_nothing_to_pick_for_is_refused(tmp_path, capsys):
     args = ["--solutions", str(ROOT / "solutions"), "--lessons", str(tmp_path / "lessons")]
     assert main(["build-lessons", "--nbgrader-source", str(tmp_path), "--lesson", "42",
                  *args]) == 2
     assert "no lesson '42'" in capsys.readouterr().err
     assert main(["build-lessons", "--lesson", "00", *args]) == 2
-    assert "pass both" in capsys.readouterr().err
+    assert "pass one of them too" in capsys.readouterr().err
     assert not (tmp_path / "lessons").exists()
+
+
+def test_run_solutions_with_a_lesson_re_runs_only_that_one(tmp_path, capsys):
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    for name in ("00_welcome.ipynb", "01_tokenization.ipynb"):
+        (solutions / name).write_bytes((ROOT / "solutions" / name).read_bytes())
+    before = (solutions / "01_tokenization.ipynb").read_bytes()
+    assert main(["build-lessons", "--run-solutions", "--lesson", "00", "--solutions",
+                 str(solutions), "--lessons", str(tmp_path / "lessons")]) == 0
+    err = capsys.readouterr().err
+    assert "00_welcome.ipynb" in err and "01_tokenization" not in err
+    assert (solutions / "01_tokenization.ipynb").read_bytes() == before
+    assert (tmp_path / "lessons" / "00_welcome.ipynb").exists()
 
 
 def test_the_instructors_own_nbgrader_config_is_kept(tmp_path, capsys):
