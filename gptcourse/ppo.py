@@ -100,12 +100,17 @@ class PPORun:
     iteration: int = 0
     log: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    kl_penalised_rewards: Callable[..., torch.Tensor] = kl_penalised_rewards
+    ppo_clip_loss: Callable[..., torch.Tensor] = ppo_clip_loss
 
     @classmethod
     def start(cls, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
-              tasks: Sequence[Task], settings: PPOSettings = PPOSettings()) -> "PPORun":
+              tasks: Sequence[Task], settings: PPOSettings = PPOSettings(), *,
+              kl_penalised_rewards: Callable[..., torch.Tensor] = kl_penalised_rewards,
+              ppo_clip_loss: Callable[..., torch.Tensor] = ppo_clip_loss) -> "PPORun":
         """A fresh run: the policy is a trainable copy of `policy`, the reference a frozen
-        one (neither is `policy` itself, which stays as it was)."""
+        one (neither is `policy` itself, which stays as it was). kl_penalised_rewards and
+        ppo_clip_loss are the pieces its iterations use (lesson 09 passes the learner's)."""
         if not tasks:
             raise ValueError("PPO needs requests to practise on; the task list is empty")
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -113,7 +118,8 @@ class PPORun:
         policy = copy.deepcopy(policy).train().requires_grad_(True)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=0.0)
         return cls(policy, reference, reward_model, tokenizer, list(tasks), settings,
-                   optimizer, torch.Generator().manual_seed(settings.seed))
+                   optimizer, torch.Generator().manual_seed(settings.seed),
+                   kl_penalised_rewards=kl_penalised_rewards, ppo_clip_loss=ppo_clip_loss)
 
 
 def answer_logprobs(model: GPT, ids: torch.Tensor) -> torch.Tensor:
@@ -157,7 +163,7 @@ def ppo_iteration(run: PPORun) -> dict:
         logp_old = answer_logprobs(policy, batch.ids)
         logp_ref = answer_logprobs(run.reference, batch.ids)
         score = run.reward_model(batch.ids, batch.lengths)
-        rewards = kl_penalised_rewards(score, logp_old, logp_ref, mask, s.beta)
+        rewards = run.kl_penalised_rewards(score, logp_old, logp_ref, mask, s.beta)
         advantages = group_baseline_advantages(rewards.sum(dim=1), s.answers_per_request)
         advantages = advantages[:, None] * mask  # (B, T): the answer's advantage, every token
         kl = ((logp_old - logp_ref) * mask).sum(dim=1)  # (B,) nats per answer
@@ -172,8 +178,8 @@ def ppo_iteration(run: PPORun) -> dict:
     order = torch.Generator().manual_seed(s.seed * 1_000_003 + run.iteration)
     for _ in range(s.epochs):
         for rows in torch.randperm(len(batch.ids), generator=order).split(s.minibatch):
-            loss = ppo_clip_loss(answer_logprobs(policy, batch.ids[rows]), logp_old[rows],
-                                 advantages[rows], mask[rows], s.clip)
+            loss = run.ppo_clip_loss(answer_logprobs(policy, batch.ids[rows]), logp_old[rows],
+                                     advantages[rows], mask[rows], s.clip)
             if not torch.isfinite(loss):
                 raise DivergedError(f"iteration {run.iteration}: the PPO loss is {loss.item()}; "
                                     f"lower lr")

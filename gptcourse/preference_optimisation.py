@@ -159,13 +159,16 @@ class DPORun:
     seconds: float = 0.0
     order: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    dpo_loss: Callable[..., torch.Tensor] = dpo_loss
 
     @classmethod
     def start(cls, policy: GPT, tokenizer: Tokenizer, train_pairs: Sequence[PreferencePair],
-              heldout_pairs: Sequence[PreferencePair], settings: DPOSettings = DPOSettings()
-              ) -> "DPORun":
+              heldout_pairs: Sequence[PreferencePair], settings: DPOSettings = DPOSettings(),
+              *, dpo_loss: Callable[..., torch.Tensor] = dpo_loss) -> "DPORun":
         """A fresh run from `policy`, which stays as it was: the policy trained is a copy of
-        it, the reference a frozen copy. Measures the held-out pairs once (the log's step 0)."""
+        it, the reference a frozen copy. Measures the held-out pairs once (the log's step 0).
+        dpo_loss is the training loss (lesson 10 passes the learner's; the held-out loss is
+        always the course's)."""
         if not train_pairs or not heldout_pairs:
             raise ValueError(f"DPO needs training and held-out pairs, got {len(train_pairs)} "
                              f"and {len(heldout_pairs)}")
@@ -176,7 +179,7 @@ class DPORun:
         run = cls(policy, reference, tokenizer, list(train_pairs), list(heldout_pairs),
                   settings, optimizer, _pairs_logprobs(reference, tokenizer, train_pairs),
                   _pairs_logprobs(reference, tokenizer, heldout_pairs),
-                  torch.Generator().manual_seed(settings.seed))
+                  torch.Generator().manual_seed(settings.seed), dpo_loss=dpo_loss)
         run.log.append(evaluate_dpo(run))
         return run
 
@@ -197,7 +200,8 @@ def evaluate_dpo(run: DPORun) -> dict:
     ref_chosen, ref_rejected = run.reference_heldout
     beta = run.settings.beta
     reward_chosen, reward_rejected = beta * (chosen - ref_chosen), beta * (rejected - ref_rejected)
-    right = (reward_chosen > reward_rejected).float() + 0.5 * (reward_chosen == reward_rejected).float()
+    right = ((reward_chosen > reward_rejected).float()
+             + 0.5 * (reward_chosen == reward_rejected).float())
     drift = torch.cat([chosen - ref_chosen, rejected - ref_rejected]).abs().mean()
     return {"step": run.step,
             "loss": sum(run.losses) / len(run.losses) if run.losses else None,
@@ -221,7 +225,7 @@ def dpo_step(run: DPORun) -> dict:
     rows, run.order = run.order[:s.batch_size], run.order[s.batch_size:]
     chosen, rejected = pair_logprobs(run.policy, run.tokenizer, [run.train_pairs[i] for i in rows])
     ref_chosen, ref_rejected = (t[rows] for t in run.reference_train)
-    loss = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, s.beta)
+    loss = run.dpo_loss(chosen, rejected, ref_chosen, ref_rejected, s.beta)
     if not torch.isfinite(loss):
         raise DivergedError(f"step {run.step + 1}: the DPO loss is {loss.item()}; lower lr")
     run.optimizer.zero_grad(set_to_none=True)
@@ -337,24 +341,32 @@ class GRPORun:
     iteration: int = 0
     log: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    group_advantages: Callable[..., torch.Tensor] = group_advantages
+    kl_k3: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = kl_k3
 
     @classmethod
     def start(cls, policy: GPT, tokenizer: Tokenizer, tasks: Sequence[Task],
               reward: Callable[[Task, Rollout], torch.Tensor],
-              settings: GRPOSettings = GRPOSettings()) -> "GRPORun":
+              settings: GRPOSettings = GRPOSettings(), *,
+              group_advantages: Callable[..., torch.Tensor] = group_advantages,
+              kl_k3: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = kl_k3
+              ) -> "GRPORun":
         """A fresh run: the policy is a trainable copy of `policy`, the reference a frozen
-        one (neither is `policy` itself, which stays as it was)."""
+        one (neither is `policy` itself, which stays as it was). group_advantages and kl_k3
+        are the pieces its iterations use (lesson 10 passes the learner's)."""
         if not tasks:
             raise ValueError("GRPO needs questions to practise on; the task list is empty")
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
         policy = copy.deepcopy(policy).train().requires_grad_(True)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=0.0)
         return cls(policy, reference, tokenizer, list(tasks), reward, settings, optimizer,
-                   torch.Generator().manual_seed(settings.seed))
+                   torch.Generator().manual_seed(settings.seed),
+                   group_advantages=group_advantages, kl_k3=kl_k3)
 
 
 def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor,
-              advantages: torch.Tensor, mask: torch.Tensor, clip: float, beta: float
+              advantages: torch.Tensor, mask: torch.Tensor, clip: float, beta: float,
+              kl_k3: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = kl_k3
               ) -> torch.Tensor:
     """GRPO's loss, all (B, T) -> scalar: PPO's clipped objective with each answer's group
     advantage on every token of it (`rlhf.ppo_clip_loss`), plus beta times the mean k3 KL to
@@ -390,7 +402,7 @@ def grpo_iteration(run: GRPORun) -> dict:
                                for task, group in zip(tasks, groups)])  # (G, K)
         batch = Rollout.cat(groups, pad_id)
         mask = batch.mask
-        advantages = group_advantages(rewards, s.eps).flatten()[:, None] * mask  # (B, T)
+        advantages = run.group_advantages(rewards, s.eps).flatten()[:, None] * mask  # (B, T)
         logp_old = answer_logprobs(policy, batch.ids)
         logp_ref = answer_logprobs(run.reference, batch.ids)
         kl = ((logp_old - logp_ref) * mask).sum(dim=1)  # (B,)
@@ -411,7 +423,8 @@ def grpo_iteration(run: GRPORun) -> dict:
     for _ in range(s.epochs if len(learn) else 0):
         for rows in learn[torch.randperm(len(learn), generator=order)].split(s.minibatch):
             loss = grpo_loss(answer_logprobs(policy, batch.ids[rows]), logp_old[rows],
-                             logp_ref[rows], advantages[rows], mask[rows], s.clip, s.beta)
+                             logp_ref[rows], advantages[rows], mask[rows], s.clip, s.beta,
+                             run.kl_k3)
             if not torch.isfinite(loss):
                 raise DivergedError(f"iteration {run.iteration}: the GRPO loss is "
                                     f"{loss.item()}; lower lr")

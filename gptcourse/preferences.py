@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -253,10 +253,13 @@ def train_reward_model(reward_model: RewardModel, tokenizer: Tokenizer,
                        train_pairs: Sequence[PreferencePair],
                        heldout_pairs: Sequence[PreferencePair], *, steps: int = STEPS,
                        batch_size: int = 16, lr: float = LR, weight_decay: float = WEIGHT_DECAY,
-                       seed: int = 0, progress: bool = True, eval_every: int = EVAL_EVERY
-                       ) -> list[dict]:
+                       seed: int = 0, progress: bool = True, eval_every: int = EVAL_EVERY,
+                       bradley_terry_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                       = bradley_terry_loss) -> list[dict]:
     """Train `reward_model` in place on train_pairs; returns the log, one row before the first
-    step, every eval_every steps and after the last.
+    step, every eval_every steps and after the last. bradley_terry_loss((B,), (B,)) -> scalar
+    is the training loss (lesson 09 passes the learner's; the held-out loss is always the
+    course's).
 
     Each step takes batch_size pairs (the training pairs in a seeded random order, reshuffled
     after each pass), scores both answers, and takes an AdamW step (lr constant, weight decay

@@ -89,6 +89,32 @@ def test_a_tiny_run_learns_what_its_reward_model_likes_and_leaves_the_reference_
     assert all(torch.equal(p, q) for p, q in zip(run.reference.parameters(), before))
 
 
+def test_a_run_uses_the_rewards_and_clipped_loss_it_is_given(tiny):
+    """Lesson 09's live run passes the learner's kl_penalised_rewards and ppo_clip_loss: with
+    the reward model's score negated in the rewards, the policy must learn the opposite."""
+    from gptcourse.rlhf import kl_penalised_rewards, ppo_clip_loss
+
+    model, tokenizer, tasks = tiny
+    token = tokenizer.encode_ordinary(" the")[0]
+    losses = []
+
+    def negated(score, logp, logp_ref, mask, beta):
+        return kl_penalised_rewards(-score, logp, logp_ref, mask, beta)
+
+    def counted(*args):
+        losses.append(1)
+        return ppo_clip_loss(*args)
+
+    settings = ppo.PPOSettings(iterations=16, requests_per_batch=2, answers_per_request=8,
+                               epochs=2, minibatch=8, lr=1e-2, beta=0.0, max_new_tokens=24)
+    run = ppo.PPORun.start(model, LikesOneToken(token), tokenizer, tasks, settings,
+                           kl_penalised_rewards=negated, ppo_clip_loss=counted)
+    start = _count(run, token, seed=1)
+    ppo.train_ppo(run, progress=False)
+    assert len(losses) == 16 * 2 * 2  # iterations x epochs x minibatches of 8 of 16 answers
+    assert _count(run, token, seed=1) <= start
+    assert run.log[-1]["score"] <= run.log[0]["score"]
+
 def test_a_run_beyond_its_kl_bound_stops_before_saving(tiny):
     model, tokenizer, tasks = tiny
     token = tokenizer.encode_ordinary(" the")[0]

@@ -67,6 +67,23 @@ def test_a_dpo_run_starts_at_ln2_and_learns_the_pairs_preference(tiny):
     assert not any(p.requires_grad for p in run.reference.parameters())
 
 
+def test_a_dpo_run_trains_on_the_loss_it_is_given_and_measures_with_the_courses(tiny):
+    """Lesson 10's live run passes the learner's dpo_loss: a sign-flipped one must steer the
+    policy the wrong way, and the held-out figures must still be the course's."""
+    model, tokenizer = tiny
+    settings = po.DPOSettings(steps=30, batch_size=4, lr=3e-3, beta=0.5, eval_every=10)
+    calls = []
+
+    def flipped(chosen, rejected, ref_chosen, ref_rejected, beta):
+        calls.append(len(chosen))
+        return po.dpo_loss(rejected, chosen, ref_rejected, ref_chosen, beta)
+
+    run = po.train_dpo(po.DPORun.start(model, tokenizer, _pairs(8), _pairs(4), settings,
+                                       dpo_loss=flipped), progress=False)
+    assert calls == [4] * 30
+    assert run.log[-1]["heldout_accuracy"] == 0.0 and run.log[-1]["heldout_loss"] > math.log(2)
+
+
 def test_a_dpo_run_stops_at_its_time_limit_and_calls_back_after_each_step(tiny):
     model, tokenizer = tiny
     run = po.DPORun.start(model, tokenizer, _pairs(4), _pairs(2),
@@ -80,12 +97,11 @@ def test_a_dpo_run_stops_at_its_time_limit_and_calls_back_after_each_step(tiny):
     assert seen == [1, 2, 3] and [row["step"] for row in run.log] == [0, 3]
 
 
-def test_a_diverging_dpo_run_raises_before_save_sees_it(tiny, monkeypatch):
+def test_a_diverging_dpo_run_raises_before_save_sees_it(tiny):
     model, tokenizer = tiny
     run = po.DPORun.start(model, tokenizer, _pairs(4), _pairs(2),
-                          po.DPOSettings(steps=5, batch_size=2, eval_every=1))
-    monkeypatch.setattr(po, "dpo_loss", lambda *args: torch.tensor(float("nan"),
-                                                                    requires_grad=True))
+                          po.DPOSettings(steps=5, batch_size=2, eval_every=1),
+                          dpo_loss=lambda *args: torch.tensor(float("nan"), requires_grad=True))
     saved = []
     with pytest.raises(DivergedError, match="the DPO loss is nan"):
         po.train_dpo(run, progress=False, save=saved.append)
@@ -171,6 +187,33 @@ def test_a_grpo_run_learns_its_reward_and_skips_groups_that_teach_nothing(tiny):
     row = po.grpo_iteration(flat)
     assert row["no_spread"] == 1.0 and row["loss"] is None
     assert all(torch.equal(a, b) for a, b in zip(before, flat.policy.parameters()))
+
+
+def test_a_grpo_run_uses_the_advantages_and_kl_estimate_it_is_given(tiny):
+    """Lesson 10's live run passes the learner's group_advantages and kl_k3."""
+    model, tokenizer = tiny
+    token = tokenizer.encode_ordinary(" the")[0]
+    used = {"advantages": 0, "kl": 0}
+
+    def advantages(rewards, eps=1e-4):
+        used["advantages"] += 1
+        return -po.group_advantages(rewards, eps)  # rewards the opposite of the reward
+
+    def kl(logp, logp_ref):
+        used["kl"] += 1
+        return po.kl_k3(logp, logp_ref)
+
+    def likes_the(task, rollout):
+        return ((rollout.ids == token) * rollout.mask).sum(dim=1).float()
+
+    settings = po.GRPOSettings(iterations=16, questions_per_batch=2, answers_per_question=8,
+                               epochs=2, minibatch=8, lr=1e-2, beta=0.0, max_new_tokens=24)
+    run = po.train_grpo(po.GRPORun.start(model, tokenizer, _questions(4), likes_the, settings,
+                                         group_advantages=advantages, kl_k3=kl),
+                        progress=False)
+    assert used["advantages"] == 16 and used["kl"] > 0
+    first, last = (sum(r["reward"] for r in rows) / 4 for rows in (run.log[:4], run.log[-4:]))
+    assert last <= first  # the same run with the course's advantages climbs (test above)
 
 
 def test_a_grpo_run_logs_the_true_score_of_story_requests(tiny):

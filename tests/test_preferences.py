@@ -19,7 +19,7 @@ from gptcourse.model import GPT, GPTConfig
 from gptcourse.preferences import (PreferencePair, evaluate_pairs, load_pairs,
                                    make_preference_pairs, pair_batch, pairwise_accuracy,
                                    save_pairs, train_reward_model)
-from gptcourse.rlhf import RewardModel
+from gptcourse.rlhf import RewardModel, bradley_terry_loss
 from gptcourse.tokenizer import Tokenizer
 
 WANTS = {"role": "girl", "hero": "Mia", "colour": "red", "thing": "kite"}
@@ -189,6 +189,24 @@ def test_a_reward_model_learns_the_preference_and_its_loss_falls_from_ln_2(chat_
     assert pairwise_accuracy(reward_model, tokenizer, flipped) == 0.0
     assert all(row["seconds"] >= 0 for row in log)
 
+
+def test_a_reward_model_trains_on_the_loss_it_is_given_and_measures_with_the_courses(chat_model):
+    """Lesson 09's live run passes the learner's Bradley-Terry loss: a sign-flipped one must
+    teach the opposite preference, and the held-out figures must still be the course's."""
+    model, tokenizer = chat_model
+    names = NAMES["male"] + NAMES["female"]
+    train, heldout = _happy_and_sad_pairs(names[:14]), _happy_and_sad_pairs(names[14:])
+    calls = []
+
+    def flipped(r_chosen, r_rejected):
+        calls.append(len(r_chosen))
+        return bradley_terry_loss(r_rejected, r_chosen)
+
+    log = train_reward_model(RewardModel.from_policy(model), tokenizer, train, heldout,
+                             steps=30, batch_size=8, lr=3e-3, eval_every=10, progress=False,
+                             bradley_terry_loss=flipped)
+    assert calls == [8] * 30
+    assert log[-1]["heldout_accuracy"] == 0.0 and log[-1]["heldout_loss"] > math.log(2)
 
 def test_the_first_training_batch_costs_exactly_ln_2(chat_model):
     model, tokenizer = chat_model
