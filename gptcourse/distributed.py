@@ -184,7 +184,13 @@ def join(device: torch.device) -> Replicas | None:
 
 
 def _leave() -> None:
+    """At exit: wait until every replica is done with its collectives, then close the group.
+    A replica that tore its connections down while another still used them could be killed
+    by gloo (seen once in CI: "terminate called without an active exception")."""
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
