@@ -115,6 +115,7 @@ def test_a_run_uses_the_rewards_and_clipped_loss_it_is_given(tiny):
     assert _count(run, token, seed=1) <= start
     assert run.log[-1]["score"] <= run.log[0]["score"]
 
+
 def test_a_run_beyond_its_kl_bound_stops_before_saving(tiny):
     model, tokenizer, tasks = tiny
     token = tokenizer.encode_ordinary(" the")[0]
