@@ -280,6 +280,15 @@ def compare_with_reference(policy: GPT, reference: GPT, tokenizer: Tokenizer,
 
 # --- pictures --------------------------------------------------------------------------------
 
+def running_mean(values: Sequence[float], width: int = 10) -> list[float]:
+    """The mean of each value and the width - 1 before it (fewer at the start): a noisy
+    per-iteration curve, smoothed. (N,) -> (N,)."""
+    if not (isinstance(width, int) and width >= 1):
+        raise ValueError(f"width must be a whole number >= 1, got {width!r}")
+    return [sum(values[max(0, i - width + 1):i + 1]) / min(i + 1, width)
+            for i in range(len(values))]
+
+
 def plot_ppo(log: list[dict], axes=None, title: str = ""):
     """A PPO run's curves against the iteration, on three panels: the reward model's mean
     score, the KL to the reference (nats per answer), and the labeler's true score, which

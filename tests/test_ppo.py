@@ -133,3 +133,11 @@ def test_start_refuses_an_empty_task_list(tiny):
     model, tokenizer, _ = tiny
     with pytest.raises(ValueError, match="task list is empty"):
         ppo.PPORun.start(model, LikesOneToken(0), tokenizer, [])
+
+
+def test_a_running_mean_averages_each_value_with_those_before_it():
+    assert ppo.running_mean([1.0, 3.0, 5.0, 7.0], width=2) == [1.0, 2.0, 4.0, 6.0]
+    assert ppo.running_mean([2.0, 4.0, 9.0], width=10) == [2.0, 3.0, 5.0]
+    assert ppo.running_mean([], width=3) == []
+    with pytest.raises(ValueError, match="width"):
+        ppo.running_mean([1.0], width=0)

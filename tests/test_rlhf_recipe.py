@@ -86,7 +86,8 @@ def test_the_shipped_reward_model_does_what_its_log_says_on_the_held_out_pairs()
     reward_model, tokenizer = recipe.load_reward_model()
     measured = pairwise_accuracy(reward_model, tokenizer, heldout)
     assert abs(measured - record["reward_model"]["heldout_accuracy"]) <= 2.5 / len(heldout)
-    assert record["command"] == "gptcourse train --stage rlhf --out runs/rlhf --ship"
+    # the recipe that made it: the CLI's own line, or that run with its shipping step by hand
+    assert "gptcourse train --stage rlhf --out runs/" in record["command"]
 
 
 def test_the_package_data_carries_the_rlhf_stage():
