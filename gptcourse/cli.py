@@ -351,15 +351,15 @@ def _train_sft(args) -> int:
     changes = {} if args.seed is None else {"seed": args.seed}
     if args.steps is not None:
         changes.update(steps=args.steps, warmup=min(SFT_RECIPE.warmup, args.steps // 10))
-    run, figures = train_sft(args.out, dataclasses.replace(SFT_RECIPE, **changes),
-                             device=args.device)
+    settings = dataclasses.replace(SFT_RECIPE, **changes)
+    run, figures = train_sft(args.out, settings, device=args.device)
     (args.out / "training_log.json").write_text(
         json.dumps({"figures": figures, "log": run.log}, indent=1) + "\n", encoding="utf-8")
     if "sft" not in figures:
         return 1
     if args.ship:
         command = f"gptcourse train --stage sft --out {shlex.quote(str(args.out))} --ship"
-        print(f"shipped the SFT model: {ship_sft(run, command, figures)}")
+        print(f"shipped the SFT model: {ship_sft(run, command, figures, settings=settings)}")
     return 0
 
 

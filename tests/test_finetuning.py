@@ -211,6 +211,32 @@ def _tiny_run(tiny, max_lr=3e-3, steps=30):
     return run, SFTData(examples[:-16], examples[-16:], text[:-1000], text[-1000:])
 
 
+def test_the_second_cycle_trains_fresh_tasks_with_a_new_optimizer_and_continues_the_log(
+        tiny, monkeypatch):
+    import gptcourse.course_model as recipe
+
+    first, data = _tiny_run(tiny, steps=20)
+    finetune(first, data, mix=2, progress=False)
+    fresh, asked = _tiny_run(tiny)[1], []
+
+    def fake_sft_data(tokenizer, masked=True, seed=0):
+        asked.append((masked, seed))
+        return fresh
+
+    monkeypatch.setattr(recipe, "sft_data", fake_sft_data)
+    settings = TrainSettings(steps=10, batch_size=8, max_lr=1e-3, min_lr=1e-4, warmup=2,
+                             eval_every=5, eval_batches=1, sample_prompt="", seed=1)
+    saved = []
+    second = recipe.second_cycle(first, settings, masked=False,
+                                 save=lambda r: saved.append(r.step))
+    assert asked == [(False, recipe.SFT_SECOND_TASKS_SEED)]
+    assert second.model is first.model and second.optimizer is not first.optimizer
+    assert second.step == 10 and saved == [5, 10]
+    assert [row["step"] for row in second.log] == [0, 10, 20, 25, 30]
+    assert second.log[:3] == first.log and second.seconds > first.seconds
+    assert second.log[-1]["tokens"] > first.log[-1]["tokens"]
+
+
 def test_finetune_lowers_the_loss_on_the_answers_and_logs_forgetting(tiny):
     run, data = _tiny_run(tiny)
     saved = []

@@ -137,6 +137,16 @@ def ship(run: TrainingRun, command: str, directory: str | os.PathLike = HERE) ->
 SFT_RECIPE = TrainSettings(steps=3000, batch_size=8, max_lr=2e-3, min_lr=2e-4, warmup=100,
                            weight_decay=0.1, grad_clip=1.0, eval_every=250, eval_batches=4,
                            sample_prompt="", seed=0)
+# then a second, short cycle on fresh tasks of the same kinds (a warm restart): a new AdamW, a
+# quarter of the first cycle's peak learning rate. After the first cycle the model answers who
+# and where but guesses an animal or an age (66 % exact match on the held-out questions); 400
+# more steps on the same tasks at a low rate forget the stories, on fresh ones they teach the
+# lookups it had not learned. Longer first cycles were worse: 4,000 steps memorise the training
+# split's names (held-out stories met their constraints 45 %, the names replaced by known ones).
+SFT_SECOND_CYCLE = TrainSettings(steps=400, batch_size=8, max_lr=5e-4, min_lr=5e-5, warmup=20,
+                                 weight_decay=0.1, grad_clip=1.0, eval_every=200,
+                                 eval_batches=4, sample_prompt="", seed=1)
+SFT_SECOND_TASKS_SEED = 11  # the second cycle's training tasks (the first's are seed 0)
 SFT_MIX = 2  # rows of pretraining text in each batch of SFT_RECIPE.batch_size examples
 SFT_TASKS = 12000  # training tasks, SFT_STORY_FRACTION of them constraint stories
 SFT_STORY_FRACTION = 0.3
@@ -196,10 +206,11 @@ def start_sft(settings: TrainSettings = SFT_RECIPE, device: str | None = None) -
 
 
 def ship_sft(run: TrainingRun, command: str, figures: dict,
-             directory: str | os.PathLike = HERE) -> Path:
-    """Write `run` as the SFT model into `directory`: the checkpoint in float16 without its
-    optimiser, and its training log with the held-out `figures`. Returns the checkpoint's
-    path."""
+             directory: str | os.PathLike = HERE,
+             settings: TrainSettings = SFT_RECIPE) -> Path:
+    """Write `run` (the recipe's second cycle, after a first of `settings`) as the SFT model
+    into `directory`: the checkpoint in float16 without its optimiser, and its training log
+    with the held-out `figures`. Returns the checkpoint's path."""
     from gptcourse.checkpoint import save_checkpoint
 
     directory = Path(directory)
@@ -209,13 +220,15 @@ def ship_sft(run: TrainingRun, command: str, figures: dict,
         "command": command,
         "start": "the shipped course model (gptcourse/course_model/model.pt), chat markers "
                  "added",
-        "data": f"{SFT_TASKS:,} training tasks of gptcourse.data.tasks (seed 0), "
+        "data": f"{SFT_TASKS:,} training tasks of gptcourse.data.tasks (seed 0), then as "
+                f"many fresh ones (seed {SFT_SECOND_TASKS_SEED}) for the second cycle; "
                 f"{SFT_MIX} rows of pretraining text per batch",
         "vocab_size": run.tokenizer.vocab_size,
         "config": dict(vars(run.model.config)),
-        "settings": run.settings.as_dict(),
+        "settings": settings.as_dict(),
+        "second_cycle": run.settings.as_dict(),
         "mix": SFT_MIX,
-        "steps": run.step,
+        "steps": run.log[-1]["step"],
         "train_seconds": round(run.seconds, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                    f"{run.device.type}",
@@ -258,11 +271,12 @@ def sft_figures(model: GPT, tokenizer: Tokenizer, pretrain_val: torch.Tensor,
 def train_sft(out: str | os.PathLike, settings: TrainSettings = SFT_RECIPE,
               device: str | None = None, ablation: bool = True,
               report=print) -> tuple[TrainingRun, dict]:
-    """The SFT recipe: fine-tune the shipped course model on `sft_data` with `settings`,
-    saving `out`/checkpoint.pt at every evaluation (atomically), and measure `sft_figures`
-    before and after; with `ablation`, also the same run with the prompts trained too
-    (masked=False). Returns the run and {"pretrained", "sft", "unmasked"} figures; `report`
-    receives one line at each stage. Refuses an `out` that holds a checkpoint already."""
+    """The SFT recipe: fine-tune the shipped course model on `sft_data` with `settings`, then
+    a `second_cycle`, saving `out`/checkpoint.pt at every evaluation (atomically), and measure
+    `sft_figures` before, after the first cycle and at the end; with `ablation`, also the same
+    two cycles with the prompts trained too (`unmasked_figures`). Returns the final run and
+    {"pretrained", "first_cycle", "sft", "unmasked"} figures; `report` receives one line at
+    each stage. Refuses an `out` that holds a checkpoint already."""
     from gptcourse.checkpoint import save_checkpoint
     from gptcourse.finetuning import finetune
 
@@ -273,23 +287,64 @@ def train_sft(out: str | os.PathLike, settings: TrainSettings = SFT_RECIPE,
     run = start_sft(settings, device)
     data = sft_data(run.tokenizer)
     report(f"fine-tuning {run.model.num_parameters():,} parameters on {len(data.train):,} "
-           f"examples for {settings.steps} steps on {run.device}, measuring on "
-           f"{len(data.heldout)} held-out tasks")
+           f"examples for {settings.steps} + {SFT_SECOND_CYCLE.steps} steps on {run.device}, "
+           f"measuring on {len(data.heldout)} held-out tasks")
     figures = {"pretrained": sft_figures(run.model, run.tokenizer, data.pretrain_val)}
     report(f"before: {_summary(figures['pretrained'])}")
-    finetune(run, data, mix=SFT_MIX, save=lambda r: save_checkpoint(checkpoint, r))
+
+    def save(r: TrainingRun) -> None:
+        save_checkpoint(checkpoint, r)
+
+    finetune(run, data, mix=SFT_MIX, save=save)
     if run.step < settings.steps:
         report(f"stopped at step {run.step} of {settings.steps}; start again to finish")
         return run, figures
+    figures["first_cycle"] = sft_figures(run.model, run.tokenizer, data.pretrain_val)
+    report(f"after {run.step} steps ({run.seconds:.0f} s): {_summary(figures['first_cycle'])}")
+    run = second_cycle(run, save=save)
+    if run.step < SFT_SECOND_CYCLE.steps:
+        report(f"stopped at step {run.step} of the second cycle's {SFT_SECOND_CYCLE.steps}")
+        return run, figures
     figures["sft"] = sft_figures(run.model, run.tokenizer, data.pretrain_val)
-    report(f"after {run.step} steps ({run.seconds:.0f} s): {_summary(figures['sft'])}")
+    report(f"after the second cycle ({run.seconds:.0f} s): {_summary(figures['sft'])}")
     if ablation:
-        unmasked = start_sft(settings, device)
-        finetune(unmasked, sft_data(unmasked.tokenizer, masked=False), mix=SFT_MIX)
-        figures["unmasked"] = sft_figures(unmasked.model, unmasked.tokenizer,
-                                          data.pretrain_val)
+        figures["unmasked"] = unmasked_figures(settings, device)
         report(f"unmasked (the prompt trained too): {_summary(figures['unmasked'])}")
     return run, figures
+
+
+def second_cycle(first: TrainingRun, settings: TrainSettings = SFT_SECOND_CYCLE,
+                 masked: bool = True, save=None) -> TrainingRun:
+    """The recipe's second cycle after `first` has run its schedule: the same model on fresh
+    tasks (`sft_data` of seed SFT_SECOND_TASKS_SEED) with a new AdamW and `settings`' schedule.
+    Returns the new run; its log goes on from first's (steps and seconds counted from the
+    start of the first cycle)."""
+    from gptcourse.finetuning import finetune
+    from gptcourse.pretraining import make_optimizer
+
+    run = TrainingRun(first.model, first.tokenizer, settings,
+                      make_optimizer(first.model, settings.max_lr, settings.weight_decay),
+                      torch.Generator().manual_seed(settings.seed), log=list(first.log),
+                      seconds=first.seconds)
+    done = len(run.log)
+    try:
+        finetune(run, sft_data(run.tokenizer, masked, seed=SFT_SECOND_TASKS_SEED), mix=SFT_MIX,
+                 save=save)
+    finally:
+        run.log[done:] = [dict(row, step=row["step"] + first.step) for row in run.log[done:]]
+    return run
+
+
+def unmasked_figures(settings: TrainSettings = SFT_RECIPE, device: str | None = None) -> dict:
+    """The ablation: `sft_figures` of the recipe's two cycles run with the prompts trained
+    too (masked=False)."""
+    from gptcourse.finetuning import finetune
+
+    run = start_sft(settings, device)
+    data = sft_data(run.tokenizer, masked=False)
+    finetune(run, data, mix=SFT_MIX)
+    run = second_cycle(run, masked=False)
+    return sft_figures(run.model, run.tokenizer, data.pretrain_val)
 
 
 def _summary(f: dict) -> str:

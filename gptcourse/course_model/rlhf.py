@@ -39,7 +39,7 @@ HACKED_CHECKPOINT = HERE / "rlhf_beta0_model.pt"
 PAIRS_FILE = HERE / "preference_pairs.jsonl.gz"
 RLHF_TRAINING_LOG = HERE / "rlhf_training_log.json"
 
-PAIR_TASKS = (400, 100)  # constraint-story requests (train, held-out) whose answers are paired
+PAIR_TASKS = (1200, 200)  # constraint-story requests (train, held-out) whose answers are paired
 ANSWERS_PER_TASK = 4  # so up to two pairs per request
 ANSWER_TOKENS = 200  # the most tokens of an answer, in the pairs and in PPO's rollouts
 REWARD_STEPS = 300  # of 16 pairs, at a constant learning rate of REWARD_LR
