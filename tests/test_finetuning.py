@@ -171,6 +171,20 @@ def test_held_out_tasks_use_names_things_and_phrasings_the_training_split_never_
                (t.story.hero for t in heldout))
 
 
+def test_held_out_questions_use_only_words_the_model_has_met():
+    """A held-out question is asked in a new way, not in new words: every word of it is in
+    the training split's stories or requests (the lost thing's was once "Tell me what {hero}
+    lost.", and "lost" is in none of them). The held-out story request is freer ("Please",
+    "the hero is"): the stories' constraints are met all the same."""
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z]+", re.sub(r"\{[^}]*\}", " ", text).lower()))
+
+    known = set().union(*(words(t.prompt + " " + t.answer) for t in sft_tasks(600, "train")))
+    for phrasing in [t[-1] for t in QUESTION_TEMPLATES.values()]:
+        assert words(phrasing) <= known, (phrasing, words(phrasing) - known)
+    assert "lost" not in known
+
+
 def test_tasks_are_deterministic_and_their_answers_are_right():
     assert [t.prompt for t in sft_tasks(40, seed=3)] == [t.prompt for t in sft_tasks(40, seed=3)]
     assert [t.prompt for t in sft_tasks(40, seed=3)] != [t.prompt for t in sft_tasks(40, seed=4)]

@@ -42,8 +42,9 @@ COMPARISON_FILE = HERE / "comparison.json"
 
 DPO_RECIPE = DPOSettings(steps=200, batch_size=16, lr=5e-5, beta=0.5, eval_every=25)
 GRPO_QUESTIONS = 4000  # training-split story questions GRPO practises on (seed 1) ...
-GRPO_FOCUS = ("animal", "age")  # ... GRPO_FOCUS_SHARE of them asking for the facts the SFT
-GRPO_FOCUS_SHARE = 0.5  # model gets wrong most often on the training split (8 %, 6 % sampled)
+GRPO_FOCUS = ("pet", "age")  # ... GRPO_FOCUS_SHARE of them asking for the facts the SFT
+GRPO_FOCUS_SHARE = 0.5  # model gets wrong most often on the training split (68 %, 64 % of
+# answers sampled at temperature 1 right; every other fact 99-100 %)
 GRPO_RECIPE = GRPOSettings(iterations=150, questions_per_batch=16, answers_per_question=8,
                            epochs=1, minibatch=16, lr=5e-5, beta=0.04, max_new_tokens=16)
 HELDOUT_QUESTIONS = 100  # lesson 08's held-out story questions (seed 0)

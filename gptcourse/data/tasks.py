@@ -38,7 +38,10 @@ HELD_OUT_THINGS = ("drum", "doll", "scarf")
 # Each question asks for one fact of `Story.facts`. The first templates of each list are the
 # training split's phrasings, direct questions; the last one is the held-out split's, the same
 # request made indirectly ("Tell me ..."), in words the stories and the training questions
-# use, so that a model can understand it without having been fine-tuned on it.
+# use, so that a model can understand it without having been fine-tuned on it. (The lost
+# thing's was once "Tell me what {hero} lost.": "lost" is in no story and no training
+# question, and two SFT runs answered it 1 and 8 times of 17 held-out questions, both 17 of
+# 17 when the same stories were asked "What did {hero} lose?" or "... did lose.")
 QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
     "colour": ("What colour was {hero}'s {thing}?", "Which colour did {hero}'s {thing} have?",
                "Tell me what colour {hero}'s {thing} was."),
@@ -51,7 +54,7 @@ QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
     "helper": ("Who came by when {hero} was worried?", "Who met {hero} at the {place}?",
                "Tell me who came by when {hero} was worried."),
     "thing": ("What did {hero} lose?", "What did {hero} lose at the {place}?",
-              "Tell me what {hero} lost."),
+              "Tell me what {hero} did lose."),
     "age": ("How old was {hero}?", "How many years old was {hero}?",
             "Tell me how old {hero} was."),
 }
