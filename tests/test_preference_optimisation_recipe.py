@@ -16,6 +16,7 @@ def tiny(tmp_path_factory):
     patch.setattr(recipe, "JUDGED_REQUESTS", 2)
     patch.setattr(recipe, "HELDOUT_QUESTIONS", 3)
     patch.setattr(recipe, "GRPO_QUESTIONS", 6)
+    patch.setattr(recipe, "MADE_UP_PET_QUESTIONS", 2)
     pairs = recipe._pairs()
     patch.setattr(recipe, "_pairs", lambda: (pairs[0][:4], pairs[1][:2]))
     small = {"PPO": dataclasses.replace(recipe.COMPARISON["PPO"], iterations=1,
@@ -50,9 +51,28 @@ def test_each_stage_writes_its_files_and_reports_its_figures(tiny):
     assert 0 <= dpo["heldout_accuracy"] <= 1 and 0 <= dpo["win_rate"] <= 1
     assert [row["step"] for row in records["dpo"]["log"]] == [0, 1, 2]
     assert grpo["pass_at_1_before"]["questions"] == grpo["pass_at_1_after"]["questions"] == 3
+    assert grpo["made_up_pet_before"]["questions"] == grpo["made_up_pet_after"]["questions"] == 2
     assert 0 <= grpo["no_spread"] <= 1
     assert any("implicit-reward accuracy" in line for line in lines)
     assert any("pass@1" in line for line in lines)
+
+
+def test_grpo_practises_half_on_made_up_pet_names_and_is_measured_on_held_out_ones(monkeypatch):
+    from gptcourse.data.stories import ANIMAL_NAMES
+    from gptcourse.data.tasks import HELD_OUT_NAMES
+    from gptcourse.preference_optimisation import question_fact
+
+    monkeypatch.setattr(recipe, "GRPO_QUESTIONS", 40)
+    questions = recipe.grpo_questions()
+    assert len(questions) == 40 and len({t.prompt for t in questions}) == 40
+    assert all(recipe.made_up_pet(t) for t in questions[:20])
+    assert not any(recipe.made_up_pet(t) for t in questions[20:])
+    assert len({question_fact(t) for t in questions[20:]}) == 7  # every kind, the pet's too
+    held = recipe.made_up_pet_questions()
+    assert len(held) == recipe.MADE_UP_PET_QUESTIONS
+    assert all(question_fact(t) == "pet" and t.answer not in ANIMAL_NAMES
+               and t.story.hero.name in HELD_OUT_NAMES for t in held)
+    assert not {t.prompt for t in held} & {t.prompt for t in questions}
 
 
 def test_the_comparison_runs_every_method_with_every_seed_and_tabulates_them(tiny):
@@ -128,6 +148,8 @@ def test_the_shipped_grpo_model_answers_the_held_out_questions_as_its_log_says()
     model, tokenizer = load_course_model("grpo")
     measured = pass_at_1(model, tokenizer, recipe.heldout_questions())
     assert abs(measured["all"] - log["figures"]["pass_at_1_after"]["all"]) <= 0.02
+    made_up = pass_at_1(model, tokenizer, recipe.made_up_pet_questions())
+    assert abs(made_up["all"] - log["figures"]["made_up_pet_after"]["all"]) <= 2 / 60
 
 
 def test_the_shipped_comparison_holds_three_seeds_of_each_method():

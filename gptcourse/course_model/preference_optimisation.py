@@ -41,13 +41,16 @@ GRPO_TRAINING_LOG = HERE / "grpo_training_log.json"
 COMPARISON_FILE = HERE / "comparison.json"
 
 DPO_RECIPE = DPOSettings(steps=200, batch_size=16, lr=5e-5, beta=0.5, eval_every=25)
-GRPO_QUESTIONS = 4000  # training-split story questions GRPO practises on (seed 1) ...
-GRPO_FOCUS = ("pet", "age")  # ... GRPO_FOCUS_SHARE of them asking for the facts the SFT
-GRPO_FOCUS_SHARE = 0.5  # model gets wrong most often on the training split (68 %, 64 % of
-# answers sampled at temperature 1 right; every other fact 99-100 %)
+# The SFT model answers lesson 08's held-out questions 97 % right (pass@1); what it misses are
+# pets with made-up names ("Fimitor", "Micas"), rare words it must copy exactly: it answers 23
+# of 60 such held-out questions, and samples 14 % of its answers to training ones right. So
+# GRPO practises ...
+GRPO_QUESTIONS = 4000  # training-split story questions (seed 1), ...
+GRPO_FOCUS_SHARE = 0.5  # ... this share of them asking for a made-up pet name (`made_up_pet`)
 GRPO_RECIPE = GRPOSettings(iterations=150, questions_per_batch=16, answers_per_question=8,
                            epochs=1, minibatch=16, lr=5e-5, beta=0.04, max_new_tokens=16)
 HELDOUT_QUESTIONS = 100  # lesson 08's held-out story questions (seed 0)
+MADE_UP_PET_QUESTIONS = 60  # held-out questions for a made-up pet name (seed 5)
 JUDGED_REQUESTS = 100  # held-out requests the policies are judged on (seed 1, as lesson 09)
 
 COMPARISON_SEEDS = (0, 1, 2)
@@ -150,20 +153,43 @@ def heldout_questions() -> list:
     return story_questions(HELDOUT_QUESTIONS, "heldout", seed=0)
 
 
-def grpo_questions() -> list:
-    """The training questions GRPO practises on: GRPO_QUESTIONS story questions of the
-    training split (seed 1), a GRPO_FOCUS_SHARE of them asking for a fact of GRPO_FOCUS."""
-    from gptcourse.data.tasks import story_questions
+def made_up_pet(task) -> bool:
+    """Whether a story question asks for the name of a pet that has a made-up name (one of
+    `stories.made_up_name`'s, not of ANIMAL_NAMES): a rare word, to be copied exactly."""
+    from gptcourse.data.stories import ANIMAL_NAMES
     from gptcourse.preference_optimisation import question_fact
 
+    return question_fact(task) == "pet" and task.answer not in ANIMAL_NAMES
+
+
+def made_up_pet_questions() -> list:
+    """The held-out questions for a made-up pet name GRPO is measured on (MADE_UP_PET_QUESTIONS
+    of seed 5), the kind the SFT model misses."""
+    return _split_by(made_up_pet, "heldout", 5, MADE_UP_PET_QUESTIONS, 0)[0]
+
+
+def grpo_questions() -> list:
+    """The training questions GRPO practises on: GRPO_QUESTIONS story questions of the
+    training split (seed 1), a GRPO_FOCUS_SHARE of them asking for a made-up pet name, the
+    rest of every other kind (so that practice on one kind does not cost the others)."""
     focus = round(GRPO_QUESTIONS * GRPO_FOCUS_SHARE)
-    chosen, others = [], []
-    for task in story_questions(GRPO_QUESTIONS * 4, "train", seed=1):
-        (chosen if question_fact(task) in GRPO_FOCUS else others).append(task)
-    if len(chosen) < focus or len(others) < GRPO_QUESTIONS - focus:
-        raise ValueError(f"too few training questions to give {GRPO_FOCUS_SHARE:.0%} of "
-                         f"{GRPO_QUESTIONS} to {GRPO_FOCUS}")
-    return chosen[:focus] + others[:GRPO_QUESTIONS - focus]
+    chosen, others = _split_by(made_up_pet, "train", 1, focus, GRPO_QUESTIONS - focus)
+    return chosen + others
+
+
+def _split_by(wanted, split: str, seed: int, n_wanted: int, n_others: int
+              ) -> tuple[list, list]:
+    """(the first n_wanted story questions of split (seed) for which wanted(task) holds, the
+    first n_others for which it does not), drawn from one stream of questions."""
+    from gptcourse.data.tasks import story_questions
+
+    pool = story_questions(max(30 * n_wanted, 2 * n_others, 1000), split, seed=seed)
+    chosen = [t for t in pool if wanted(t)][:n_wanted]
+    others = [t for t in pool if not wanted(t)][:n_others]
+    if len(chosen) < n_wanted or len(others) < n_others:
+        raise ValueError(f"too few {split} questions: {len(chosen)} of {n_wanted} wanted, "
+                         f"{len(others)} of {n_others} others")
+    return chosen, others
 
 
 def train_grpo_stage(out, settings: GRPOSettings = GRPO_RECIPE, *, report=print,
@@ -176,27 +202,32 @@ def train_grpo_stage(out, settings: GRPOSettings = GRPO_RECIPE, *, report=print,
 
     out = _fresh(out, GRPO_CHECKPOINT.name)
     sft, tokenizer = load_course_model("sft")
-    heldout = heldout_questions()
+    heldout, made_up = heldout_questions(), made_up_pet_questions()
     before = pass_at_1(sft, tokenizer, heldout)
-    report(f"GRPO on {GRPO_QUESTIONS} training questions ({GRPO_FOCUS_SHARE:.0%} about "
-           f"{', '.join(GRPO_FOCUS)}); the SFT model's pass@1 on "
-           f"{len(heldout)} held-out questions: {before['all']:.0%}")
+    before_made_up = pass_at_1(sft, tokenizer, made_up)
+    report(f"GRPO on {GRPO_QUESTIONS} training questions ({GRPO_FOCUS_SHARE:.0%} for a made-up "
+           f"pet name); the SFT model's pass@1 on {len(heldout)} held-out questions: "
+           f"{before['all']:.0%}, on {len(made_up)} for a made-up pet name: "
+           f"{before_made_up['all']:.0%}")
     run = GRPORun.start(sft, tokenizer, grpo_questions(), exact_answer_rewards, settings)
     train_grpo(run, progress=progress)
     save_model(out / GRPO_CHECKPOINT.name, run.policy, tokenizer, dtype=torch.float16)
     after = pass_at_1(run.policy, tokenizer, heldout)
+    after_made_up = pass_at_1(run.policy, tokenizer, made_up)
     errors = (1 - before["all"], 1 - after["all"])
     figures = {"pass_at_1_before": before, "pass_at_1_after": after,
                "error_cut": 1 - errors[1] / errors[0] if errors[0] else None,
+               "made_up_pet_before": before_made_up, "made_up_pet_after": after_made_up,
                "no_spread": sum(r["no_spread"] for r in run.log) / len(run.log),
                "kl": run.log[-1]["kl"], "answer_tokens": run.log[-1]["answer_tokens"]}
-    report(f"GRPO: pass@1 {before['all']:.0%} -> {after['all']:.0%} (errors cut by "
-           f"{figures['error_cut']:.0%}); by fact: " + ", ".join(
+    report(f"GRPO: pass@1 {before['all']:.0%} -> {after['all']:.0%}; for a made-up pet name "
+           f"{before_made_up['all']:.0%} -> {after_made_up['all']:.0%}; by fact: " + ", ".join(
                f"{fact} {before['by_fact'][fact][0]}->{after['by_fact'][fact][0]} of "
                f"{after['by_fact'][fact][1]}" for fact in after["by_fact"]))
     record = {"start": "the shipped SFT model (gptcourse/course_model/sft_model.pt)",
-              "questions": {"n": GRPO_QUESTIONS, "focus": list(GRPO_FOCUS),
-                            "focus_share": GRPO_FOCUS_SHARE}, "settings": dataclasses.asdict(settings),
+              "questions": {"n": GRPO_QUESTIONS, "focus": "made-up pet names",
+                            "focus_share": GRPO_FOCUS_SHARE},
+              "settings": dataclasses.asdict(settings),
               "figures": figures, "log": run.log, "seconds": round(run.seconds, 1),
               **_machine()}
     (out / GRPO_TRAINING_LOG.name).write_text(json.dumps(record, indent=1) + "\n",
