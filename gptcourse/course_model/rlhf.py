@@ -10,8 +10,8 @@ starts from the shipped SFT model and, in the order of the lesson:
 2. trains the reward model on the training pairs and measures its pairwise accuracy on the
    held-out pairs against the labeler's own agreement ceiling;
 3. optimises the policy with PPO against the reward model, on the KL leash (PPO_RECIPE);
-4. runs PPO again with beta = 0 (HACK_RECIPE): no leash, and pushed harder (a higher lr,
-   twice the iterations), the run in which reward hacking shows;
+4. runs PPO again with beta = 0 (HACK_RECIPE): no leash, and pushed harder (a higher lr),
+   the run in which reward hacking shows;
 5. judges both policies against the SFT model by the labeler's true score on held-out
    requests (`ppo.compare_with_reference`).
 
@@ -48,12 +48,12 @@ PPO_TASKS = 400  # training requests PPO practises on (another seed than the pai
 PPO_RECIPE = PPOSettings(iterations=60, requests_per_batch=4, answers_per_request=4, epochs=2,
                          minibatch=8, lr=3e-5, beta=0.1, clip=0.2,
                          max_new_tokens=ANSWER_TOKENS)
-# No leash, pushed harder: at PPO_RECIPE's lr the unleashed run's true score was still rising
-# after 60 iterations; at 1e-4 for 120 it peaks and falls while the reward model's score
-# climbs. Its KL passes PPO_RECIPE's divergence bound of 60 nats on the way, so the bound is
-# raised for this run alone.
-HACK_RECIPE = dataclasses.replace(PPO_RECIPE, beta=0.0, lr=1e-4, iterations=120,
-                                  kl_bound=300.0)
+# No leash, pushed harder (a learning rate more than three times PPO_RECIPE's): the true score
+# peaks within 20 iterations and falls while the reward model's score climbs. Its KL passes
+# PPO_RECIPE's divergence bound of 60 nats on the way, so the bound is raised for this run
+# alone. From the two-cycle SFT model it passed even 300 after 69 iterations: it stops at
+# PPO_RECIPE's 60.
+HACK_RECIPE = dataclasses.replace(PPO_RECIPE, beta=0.0, lr=1e-4, kl_bound=300.0)
 JUDGED_REQUESTS = 100  # held-out requests the policies are judged on (seed 1)
 
 
