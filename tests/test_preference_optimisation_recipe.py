@@ -149,7 +149,9 @@ def test_the_shipped_grpo_model_answers_the_held_out_questions_as_its_log_says()
     measured = pass_at_1(model, tokenizer, recipe.heldout_questions())
     assert abs(measured["all"] - log["figures"]["pass_at_1_after"]["all"]) <= 0.02
     made_up = pass_at_1(model, tokenizer, recipe.made_up_pet_questions())
-    assert abs(made_up["all"] - log["figures"]["made_up_pet_after"]["all"]) <= 2 / 60
+    logged = log["figures"]["made_up_pet_after"]
+    assert made_up["questions"] == logged["questions"]
+    assert abs(made_up["all"] - logged["all"]) <= 2 / logged["questions"]
 
 
 def test_the_shipped_comparison_holds_three_seeds_of_each_method():
