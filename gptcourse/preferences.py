@@ -5,15 +5,18 @@ In the order of the lesson:
 
 1. the pairs: for each constraint-story request, the model writes a few answers
    (`rollouts.sample_answers`); they are paired off, answers 0 and 1, 2 and 3, ..., so that
-   no answer is in two pairs and the pairs stay independent; the simulated labeler
+   no answer is in two pairs and the pairs stay independent (held-out pairs, which measure),
+   or every two of them are paired (training pairs: four answers give six comparisons
+   instead of two, for the price of sampling four); the simulated labeler
    (`gptcourse.data.labeler`) draws its choice (`make_preference_pairs`). Saved and loaded as
    gzip'd JSON lines (`save_pairs`, `load_pairs`): sampling them takes minutes.
 2. a batch: each answer rendered after its request in the chat template, exactly as the
    policy wrote it (with the end marker only when it ended), chosen rows first, then the
    rejected ones (`pair_batch`).
-3. the reward model's training: the Bradley–Terry loss of its two rewards, AdamW, the
-   gradient clipped (`train_reward_model`), and its accuracy on held-out pairs, which the
-   labeler's own noise caps (`pairwise_accuracy`, `Labeler.agreement_ceiling`).
+3. the reward model's training: the Bradley–Terry loss of its two rewards, AdamW with a
+   short warm-up and a cosine decay, the gradient clipped (`train_reward_model`), and its
+   accuracy on held-out pairs, which the labeler's own noise caps (`pairwise_accuracy`,
+   `Labeler.agreement_ceiling`).
 
 Shapes: B pairs, 2B rows (chosen then rejected), T tokens per row (at most block_size).
 """
@@ -36,19 +39,22 @@ from gptcourse.data.labeler import Labeler
 from gptcourse.data.tasks import Task
 from gptcourse.finetuning import END, PAD, chat_ids, encode_chat
 from gptcourse.model import GPT
-from gptcourse.pretraining import _progress_bar, make_optimizer
+from gptcourse.pretraining import _progress_bar, lr_at, make_optimizer
 from gptcourse.rlhf import RewardModel, bradley_terry_loss
 from gptcourse.rollouts import sample_answers
 from gptcourse.tokenizer import Tokenizer
 
 # The reward model's training defaults. From the shipped SFT model, on the pairs of lesson 09's
-# recipe (1,200 training and 200 held-out requests, 4 answers each, disjoint pairs), they give
-# a held-out pairwise accuracy of 75.5 % against the labeler's ceiling of 84.0 %: the issue's
-# target of 3 points is missed (see `gptcourse.course_model.rlhf`). On a third as many pairs
-# (and an earlier SFT model) it was 78.0 % against 86.6 %, and overfit after 50 steps; on these
-# it was still rising at step 300.
-STEPS = 300
-LR = 1e-4
+# recipe (2,400 training requests, 4 answers each, every two of them paired; 200 held-out
+# requests, disjoint pairs), see `gptcourse.course_model.rlhf` for what they reach. What
+# mattered, measured on the same 400 held-out pairs: more comparisons (2,400 disjoint pairs:
+# 75.5 %, overfitting after 700 steps; four times as many: still rising at 600 steps) and a
+# longer, decaying schedule. Labels without the labeler's noise did no better on 2,400 pairs:
+# the reward model is short of examples, not of clean ones.
+STEPS = 1000
+LR = 2e-4  # the peak, after a warm-up of min(WARMUP, steps // 10) steps, cosine to 0 at steps
+WARMUP = 30
+HEAD_LR_SCALE = 10.0  # the head starts at zero and has everything to learn: it moves faster
 WEIGHT_DECAY = 0.1
 GRAD_CLIP = 1.0
 EVAL_EVERY = 50
@@ -103,25 +109,43 @@ def _fits(tokenizer: Tokenizer, messages: list[dict[str, str]], answer: str, end
     return True
 
 
+PAIRINGS = ("disjoint", "all")
+
+
+def answer_pairs(n: int, pairing: str) -> list[tuple[int, int]]:
+    """Which of n answers are compared: "disjoint", answers (0, 1), (2, 3), ... (an odd last
+    one is left out; no answer is in two pairs, so the pairs are independent); "all", every
+    two of them, (0, 1), (0, 2), ..., (n - 2, n - 1)."""
+    if pairing == "disjoint":
+        return [(i, i + 1) for i in range(0, n - 1, 2)]
+    if pairing == "all":
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    raise ValueError(f"pairing must be one of {', '.join(map(repr, PAIRINGS))}, got "
+                     f"{pairing!r}")
+
+
 def make_preference_pairs(model: GPT, tokenizer: Tokenizer, tasks: Sequence[Task],
                           labeler: Labeler, answers_per_task: int = 4,
                           max_new_tokens: int = 256, temperature: float = 1.0, seed: int = 0,
+                          pairing: str = "disjoint",
                           progress: bool = True) -> list[PreferencePair]:
     """Preference pairs from the model's own answers: for each constraint-story task,
     answers_per_task answers sampled together (`rollouts.sample_answers`, one generator
-    seeded with `seed` for the whole run), paired off as answers (0, 1), (2, 3), ... (an odd
-    last one is left out), and the labeler's draw between the two of each pair.
+    seeded with `seed` for the whole run), paired as `answer_pairs(answers_per_task,
+    pairing)` says, and the labeler's draw between the two of each pair (a draw of its own
+    for every pair, also where "all" compares an answer more than once).
 
     A pair of identical answers is skipped (there is nothing to prefer), and so is a pair
     with an ended answer that no longer fits the context once its text is encoded again
     (rare: a model may write a word in more pieces than the tokenizer would). So there are
-    at most answers_per_task // 2 pairs per task.
+    at most len(answer_pairs(answers_per_task, pairing)) pairs per task.
     """
     from tqdm.auto import tqdm
 
     if not (isinstance(answers_per_task, int) and answers_per_task >= 2):
         raise ValueError(f"answers_per_task must be a whole number >= 2 (a pair needs two "
                          f"answers), got {answers_per_task!r}")
+    compared = answer_pairs(answers_per_task, pairing)
     not_stories = [i for i, task in enumerate(tasks) if task.kind != "story"]
     if not_stories:
         raise ValueError(f"preference pairs need constraint-story tasks (kind 'story', from "
@@ -134,8 +158,8 @@ def make_preference_pairs(model: GPT, tokenizer: Tokenizer, tasks: Sequence[Task
         rollout = sample_answers(model, tokenizer, messages, answers_per_task, max_new_tokens,
                                  temperature, generator)
         ended = rollout.ended.tolist()
-        for i in range(0, answers_per_task - 1, 2):
-            (a, a_ended), (b, b_ended) = ((rollout.texts[j], ended[j]) for j in (i, i + 1))
+        for i, j in compared:
+            (a, a_ended), (b, b_ended) = ((rollout.texts[k], ended[k]) for k in (i, j))
             if a == b or not (_fits(tokenizer, messages, a, a_ended, block_size)
                               and _fits(tokenizer, messages, b, b_ended, block_size)):
                 continue
@@ -264,11 +288,14 @@ def train_reward_model(reward_model: RewardModel, tokenizer: Tokenizer,
     course's).
 
     Each step takes batch_size pairs (the training pairs in a seeded random order, reshuffled
-    after each pass), scores both answers, and takes an AdamW step (lr constant, weight decay
-    on the matrices) on their Bradley–Terry loss, the gradient's norm clipped to GRAD_CLIP.
-    A row: step; loss, the mean training loss of the steps since the previous row (None in
-    the first row); heldout_loss and heldout_accuracy on heldout_pairs (`evaluate_pairs`);
-    seconds since the start. A loss that is not finite raises FloatingPointError.
+    after each pass), scores both answers, and takes an AdamW step (weight decay on the
+    matrices) on their Bradley–Terry loss, the gradient's norm clipped to GRAD_CLIP. The
+    learning rate rises over the first min(WARMUP, steps // 10) steps to lr and falls along a
+    cosine to 0 at the last step (`pretraining.lr_at`); the head's is HEAD_LR_SCALE times the
+    body's. A row: step; loss, the mean training loss of the steps since the previous row
+    (None in the first row); heldout_loss and heldout_accuracy on heldout_pairs
+    (`evaluate_pairs`); seconds since the start. A loss that is not finite raises
+    FloatingPointError.
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
@@ -280,7 +307,13 @@ def train_reward_model(reward_model: RewardModel, tokenizer: Tokenizer,
         raise ValueError(f"need training and held-out pairs, got {len(train_pairs)} and "
                          f"{len(heldout_pairs)}")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = make_optimizer(reward_model, lr, weight_decay)
+    optimizer = make_optimizer(reward_model.body, lr, weight_decay)
+    head = reward_model.head
+    optimizer.add_param_group({"params": [head.weight], "weight_decay": weight_decay,
+                               "lr_scale": HEAD_LR_SCALE})
+    optimizer.add_param_group({"params": [head.bias], "weight_decay": 0.0,
+                               "lr_scale": HEAD_LR_SCALE})
+    warmup = min(WARMUP, steps // 10)
     reward_model.train()
     started = time.perf_counter()
     order: list[int] = []
@@ -300,6 +333,9 @@ def train_reward_model(reward_model: RewardModel, tokenizer: Tokenizer,
             while len(order) < batch_size:
                 order += torch.randperm(len(train_pairs), generator=generator).tolist()
             batch, order = [train_pairs[i] for i in order[:batch_size]], order[batch_size:]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step - 1, warmup, steps, lr, 0.0) * \
+                    group.get("lr_scale", 1.0)
             loss = bradley_terry_loss(*pair_rewards(reward_model, tokenizer, batch))
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"the reward model's loss became {loss.item()} at "

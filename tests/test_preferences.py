@@ -16,9 +16,11 @@ from gptcourse.data.stories import NAMES
 from gptcourse.data.tasks import constraint_stories, story_questions
 from gptcourse.finetuning import END, PAD, add_chat_tokens, chat_ids, encode_chat
 from gptcourse.model import GPT, GPTConfig
-from gptcourse.preferences import (PreferencePair, evaluate_pairs, load_pairs,
-                                   make_preference_pairs, pair_batch, pairwise_accuracy,
-                                   save_pairs, train_reward_model)
+from gptcourse.preferences import (HEAD_LR_SCALE, WARMUP, PreferencePair, answer_pairs,
+                                   evaluate_pairs, load_pairs, make_preference_pairs,
+                                   pair_batch, pairwise_accuracy, save_pairs,
+                                   train_reward_model)
+from gptcourse.pretraining import make_optimizer
 from gptcourse.rlhf import RewardModel, bradley_terry_loss
 from gptcourse.tokenizer import Tokenizer
 
@@ -61,6 +63,36 @@ def test_every_two_answers_to_a_task_make_a_pair_and_the_labeler_draws(chat_mode
     again = make_preference_pairs(model, tokenizer, tasks, Labeler(0.5), answers_per_task=4,
                                   max_new_tokens=12, progress=False)
     assert again == pairs  # seeded: the same answers and the same draws
+
+
+def test_all_pairing_compares_every_two_answers_with_a_draw_each(chat_model):
+    model, tokenizer = chat_model
+    tasks = constraint_stories(3, "train")
+    pairs = make_preference_pairs(model, tokenizer, tasks, Labeler(0.5), answers_per_task=4,
+                                  max_new_tokens=12, pairing="all", progress=False)
+    disjoint = make_preference_pairs(model, tokenizer, tasks, Labeler(0.5), answers_per_task=4,
+                                     max_new_tokens=12, progress=False)
+    assert len(pairs) == 18  # six pairs of four answers, for each task
+    judge = Labeler(0.5)
+    for t, task in enumerate(tasks):
+        own = pairs[6 * t:6 * t + 6]
+        assert all(p.messages == task.messages[:1] for p in own)
+        answers = Counter(a for p in own for a in (p.chosen, p.rejected))
+        assert sorted(answers.values()) == [3, 3, 3, 3]  # each answer against the three others
+        # the same four answers as the disjoint pairing samples (one generator, same seed)
+        assert set(answers) == {a for p in disjoint[2 * t:2 * t + 2]
+                                for a in (p.chosen, p.rejected)}
+        for pair in own:
+            assert pair.p_chosen == pytest.approx(judge.probability(pair.chosen, pair.rejected,
+                                                                    task.constraints))
+
+
+def test_answer_pairs_say_which_answers_are_compared():
+    assert answer_pairs(5, "disjoint") == [(0, 1), (2, 3)]
+    assert answer_pairs(4, "all") == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert answer_pairs(2, "all") == answer_pairs(2, "disjoint") == [(0, 1)]
+    with pytest.raises(ValueError, match="pairing must be one of 'disjoint', 'all'"):
+        answer_pairs(4, "every")
 
 
 class Unsure(Labeler):
@@ -214,6 +246,43 @@ def test_the_first_training_batch_costs_exactly_ln_2(chat_model):
     log = train_reward_model(RewardModel.from_policy(model), tokenizer, pairs, pairs, steps=1,
                              batch_size=4, lr=1e-3, progress=False)
     assert log[1]["loss"] == pytest.approx(math.log(2))
+
+
+def test_the_learning_rate_warms_up_decays_and_is_faster_for_the_new_head(chat_model,
+                                                                          monkeypatch):
+    import gptcourse.preferences as preferences_module
+    from gptcourse.pretraining import lr_at
+
+    model, tokenizer = chat_model
+    reward_model = RewardModel.from_policy(model)
+    seen = []  # the learning rate of each group at each step
+
+    def make_recording_optimizer(*args, **kwargs):
+        optimizer = make_optimizer(*args, **kwargs)
+        step = optimizer.step
+
+        def recorded_step(*a, **k):
+            seen.append([(group["lr"], group["params"]) for group in optimizer.param_groups])
+            return step(*a, **k)
+
+        optimizer.step = recorded_step
+        return optimizer
+
+    monkeypatch.setattr(preferences_module, "make_optimizer", make_recording_optimizer)
+    pairs = _happy_and_sad_pairs(NAMES["female"][:4])
+    train_reward_model(reward_model, tokenizer, pairs, pairs, steps=40, batch_size=2, lr=1e-3,
+                       progress=False)
+    assert len(seen) == 40
+    warmup = min(WARMUP, 40 // 10)
+    head = {id(reward_model.head.weight), id(reward_model.head.bias)}
+    for step, groups in enumerate(seen):
+        expected = lr_at(step, warmup, 40, 1e-3, 0.0)
+        for lr, params in groups:
+            scale = HEAD_LR_SCALE if {id(p) for p in params} <= head else 1.0
+            assert lr == pytest.approx(expected * scale)
+    assert seen[0][0][0] < seen[warmup][0][0] > seen[-1][0][0] > 0  # up, then down, not to 0
+    scaled = [p for lr, params in seen[0] for p in params if lr > seen[0][0][0]]
+    assert {id(p) for p in scaled} == head  # every head parameter, and nothing else, faster
 
 
 def test_a_diverging_reward_model_stops_with_a_floating_point_error(chat_model):
