@@ -42,6 +42,13 @@ def test_the_recipe_writes_every_file_and_reports_every_figure(tiny_run):
     assert any("win rate against SFT" in line for line in lines)
 
 
+def test_training_requests_give_every_pair_of_answers_and_held_out_ones_disjoint_pairs(tiny_run):
+    _, record, _ = tiny_run
+    assert record["pairs"]["pairing"] == {"train": "all", "heldout": "disjoint"}
+    # 3 training requests: up to 6 pairs each (more than disjoint pairs' 2); 2 held-out: 2 each
+    assert 2 * 3 < record["pairs"]["train"] <= 6 * 3 and record["pairs"]["heldout"] <= 2 * 2
+
+
 def test_the_saved_reward_model_scores_as_the_trained_one(tiny_run, monkeypatch):
     from gptcourse.checkpoint import load_extra
 

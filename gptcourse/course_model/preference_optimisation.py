@@ -58,7 +58,7 @@ COMPARISON_SEEDS = (0, 1, 2)
 # runs at a time; all nine runs took 13.6 minutes (26 on a machine shared with other runs).
 COMPARISON = {
     "PPO": PPOSettings(iterations=40, requests_per_batch=4, answers_per_request=4, epochs=2,
-                       minibatch=8, lr=3e-5, beta=0.1, clip=0.2, max_new_tokens=200),
+                       minibatch=8, lr=3e-5, beta=0.2, clip=0.2, max_new_tokens=200),
     "DPO": dataclasses.replace(DPO_RECIPE, steps=100, eval_every=50),
     "GRPO": GRPOSettings(iterations=40, questions_per_batch=4, answers_per_question=4,
                          epochs=2, minibatch=8, lr=3e-5, beta=0.04, clip=0.2,
