@@ -48,6 +48,9 @@ ANSWER_TOKENS = 200  # the most tokens of an answer, in the pairs and in PPO's r
 # Of 16 pairs; the learning rate warms up to REWARD_LR and decays (`preferences`). On 2,400
 # disjoint pairs (1,200 requests) and 300 steps at a constant 1e-4 the reward model reached
 # 75.5 % against a ceiling of 84.0 %; run longer it overfit after 700 steps (at most 79.8 %).
+# With these: 78.8 % against a ceiling of 84.0 %, still short of the target of 3 points. It
+# learned what makes a story kind and how it ends, hardly whether the story keeps the request's
+# name, role and coloured thing (a regression of its rewards on the labeler's score parts).
 REWARD_STEPS = 1000
 REWARD_LR = 2e-4
 PPO_TASKS = 400  # training requests PPO practises on (another seed than the pairs')
@@ -58,11 +61,12 @@ PPO_TASKS = 400  # training requests PPO practises on (another seed than the pai
 PPO_RECIPE = PPOSettings(iterations=60, requests_per_batch=4, answers_per_request=4, epochs=2,
                          minibatch=8, lr=3e-5, beta=0.2, clip=0.2,
                          max_new_tokens=ANSWER_TOKENS)
-# No leash, pushed harder (a learning rate more than three times PPO_RECIPE's): the true score
-# peaks within 20 iterations and falls while the reward model's score climbs. Its KL passes
-# PPO_RECIPE's divergence bound of 60 nats on the way, so the bound is raised for this run
-# alone. From the two-cycle SFT model it passed even 300 after 69 iterations: it stops at
-# PPO_RECIPE's 60.
+# No leash, pushed harder (a learning rate more than three times PPO_RECIPE's): against the
+# shipped reward model its score climbs from 1.1 to 4.2 (means of 10 iterations) while the true
+# score rises only to 2.3 and falls to 1.8 in the last iterations, the KL reaching 89 nats.
+# That passes PPO_RECIPE's divergence bound of 60 nats, so the bound is raised for this run
+# alone. From the two-cycle SFT model and the previous reward model it passed even 300 after
+# 69 iterations: it stops at PPO_RECIPE's 60.
 HACK_RECIPE = dataclasses.replace(PPO_RECIPE, beta=0.0, lr=1e-4, kl_bound=300.0)
 JUDGED_REQUESTS = 100  # held-out requests the policies are judged on (seed 1)
 
