@@ -54,8 +54,8 @@ MADE_UP_PET_QUESTIONS = 60  # held-out questions for a made-up pet name (seed 5)
 JUDGED_REQUESTS = 100  # held-out requests the policies are judged on (seed 1, as lesson 09)
 
 COMPARISON_SEEDS = (0, 1, 2)
-# About two minutes of training each (100-130 s) on one core of an idle 2-core machine, two
-# runs at a time; all nine runs took 13.6 minutes (26 on a machine shared with other runs).
+# About two minutes of training each (86-133 s) on one core of an idle 2-core machine, two
+# runs at a time; all nine runs, with their judging, took 20.6 minutes.
 COMPARISON = {
     "PPO": PPOSettings(iterations=40, requests_per_batch=4, answers_per_request=4, epochs=2,
                        minibatch=8, lr=3e-5, beta=0.2, clip=0.2, max_new_tokens=200),
