@@ -45,10 +45,9 @@ ANSWERS_PER_TASK = 4
 # disjoint (two, independent): the accuracy is measured on independent comparisons.
 PAIRING = {"train": "all", "heldout": "disjoint"}
 ANSWER_TOKENS = 200  # the most tokens of an answer, in the pairs and in PPO's rollouts
-# Of 16 pairs; the learning rate warms up to REWARD_LR and decays (`preferences`). On 2,400
-# disjoint pairs (1,200 requests) and 300 steps at a constant 1e-4 the reward model reached
-# 75.5 % against a ceiling of 84.0 %; run longer it overfit after 700 steps (at most 79.8 %).
-# With these: 78.8 % against a ceiling of 84.0 %, still short of the target of 3 points. It
+# Of 16 pairs; the learning rate warms up to REWARD_LR and decays (`preferences`, where the
+# earlier settings' figures are). With these: 78.8 % against a ceiling of 84.0 %, still short
+# of the target of 3 points. It
 # learned what makes a story kind and how it ends, hardly whether the story keeps the request's
 # name, role and coloured thing (a regression of its rewards on the labeler's score parts).
 REWARD_STEPS = 1000
