@@ -4,6 +4,12 @@ and the shipped models and comparison against what their logs say."""
 import dataclasses
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +106,48 @@ def test_a_stage_refuses_a_folder_that_holds_its_run(tiny):
 def test_comparison_refuses_an_unknown_method():
     with pytest.raises(ValueError, match="method must be one of PPO, DPO, GRPO"):
         recipe.comparison_run("REINFORCE", 0)
+
+
+_ORPHAN = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from gptcourse.course_model.preference_optimisation import _exit_with_parent
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent if sys.argv[1] == "1" else None)
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 60)
+    time.sleep(0.5)
+    os._exit(0)  # as a killed parent: no shutdown of the pool
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended, only not been reaped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_comparison_worker_ends_with_the_process_that_started_it(tmp_path, watched):
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN)
+    printed = tmp_path / "worker"
+    with printed.open("w") as stdout:  # not a pipe: the worker would hold it open
+        subprocess.run([sys.executable, str(script), "1" if watched else "0"], stdout=stdout,
+                       timeout=120, check=True)
+    worker = int(printed.read_text().split()[0])
+    try:
+        deadline = time.monotonic() + 15
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _running(worker) is not watched
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 def test_shipping_records_the_command_and_copies_atomically(tiny, tmp_path, monkeypatch):

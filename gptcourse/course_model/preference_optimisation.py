@@ -279,11 +279,29 @@ def comparison_run(method: str, seed: int, threads: int | None = None,
             "log": [{k: v for k, v in row.items() if k != "sample"} for row in run.log]}
 
 
+def _exit_with_parent() -> None:
+    """In a worker process: end it as soon as the process that started it ends. A parent
+    killed without the chance to shut its pool down (`kill`, a closed terminal) would
+    otherwise leave its workers training for many minutes, on the cores its next run needs."""
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit with parent", daemon=True).start()
+
+
 def compare(out, seeds=COMPARISON_SEEDS, *, workers: int | None = None, report=print,
             judged: int | None = None) -> dict:
     """Every method of COMPARISON with every seed (`comparison_run`), `workers` at a time in
     processes of their own (two on a machine with two cores or more, each on its own core;
-    workers=1 runs them in this process);
+    workers=1 runs them in this process; a worker ends when this process does);
     writes `out`/comparison.json and returns it: the runs and, per method, the mean and the
     spread (min, max) of win rate, KL and training seconds."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -308,7 +326,8 @@ def compare(out, seeds=COMPARISON_SEEDS, *, workers: int | None = None, report=p
             done(comparison_run(method, seed, None, judged))
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context,
+                                 initializer=_exit_with_parent) as pool:
             for future in as_completed([pool.submit(comparison_run, method, seed, threads,
                                                     judged) for method, seed in jobs]):
                 done(future.result())
