@@ -47,9 +47,9 @@ PAIRING = {"train": "all", "heldout": "disjoint"}
 ANSWER_TOKENS = 200  # the most tokens of an answer, in the pairs and in PPO's rollouts
 # Of 16 pairs; the learning rate warms up to REWARD_LR and decays (`preferences`, where the
 # earlier settings' figures are). With these: 78.8 % against a ceiling of 84.0 %, still short
-# of the target of 3 points. It
-# learned what makes a story kind and how it ends, hardly whether the story keeps the request's
-# name, role and coloured thing (a regression of its rewards on the labeler's score parts).
+# of the target of 3 points. It learned what makes a story kind and how it ends, hardly whether
+# the story keeps the request's name, role and coloured thing (a regression of its rewards on
+# the labeler's score parts).
 REWARD_STEPS = 1000
 REWARD_LR = 2e-4
 PPO_TASKS = 400  # training requests PPO practises on (another seed than the pairs')
